@@ -1,0 +1,121 @@
+"""Seconds per training iteration: a YOLOv5-n student alone vs distilled, side by side.
+
+    python benchmarks/kd_speed.py [--img 320] [--batch 16] [--rounds 5] [--iters 3]
+
+Each variant (student alone; output distillation from an n or s teacher; output + CWD
+features) runs the same real training step (forward, loss, backward, SGD step) on the
+same preprocessed batch of generated images. Variants alternate round by round, so
+machine noise hits all of them alike; the table gives the median seconds per iteration
+and the ratio to the student alone, measured in this one run.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os.path as osp
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+TAIL = 'v61_fast_1xb16-40e_shapes-160.py'
+STUDENT = osp.join(REPO, 'configs', 'yolov5', f'yolov5_n-{TAIL}')
+KD = osp.join(REPO, 'configs', 'distill', 'yolov5', 'kd-out{}_yolov5_{}-to-n-' + TAIL)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--img', type=int, default=320)
+    parser.add_argument('--batch', type=int, default=16)
+    parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--iters', type=int, default=3, help='iterations per round')
+    parser.add_argument('--threads', type=int, default=torch.get_num_threads())
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    return parser.parse_args()
+
+
+def make_batch(args, data_root):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from mmkd_yolo.datasets import make_shapes_dataset
+    make_shapes_dataset(data_root, num_train=args.batch, num_val=1, img_size=args.img, seed=0)
+    cfg = Config.fromfile(STUDENT)
+    loader = copy.deepcopy(cfg.train_dataloader)
+    loader.update(batch_size=args.batch, num_workers=0, persistent_workers=False)
+    loader.dataset.data_root = data_root
+    for t in loader.dataset.pipeline:
+        if t['type'] == 'Mosaic':
+            t['img_scale'] = (args.img, args.img)
+        if t['type'] == 'YOLOv5RandomAffine':
+            t['border'] = (-args.img // 2, -args.img // 2)
+    return next(iter(Runner.build_dataloader(loader, seed=0)))
+
+
+def build_variants(device):
+    from mmengine.config import Config
+
+    from mmkd_yolo.registry import MODELS
+    from mmkd_yolo.utils.config import load_detector_cfg
+    variants = {'student alone (n)': MODELS.build(load_detector_cfg(STUDENT))}
+    for name, cfg_path in [('kd-out, n <- n', KD.format('', 'n')),
+                           ('kd-out, n <- s', KD.format('', 's')),
+                           ('kd-out-cwd, n <- s', KD.format('-cwd', 's'))]:
+        variants[name] = MODELS.build(Config.fromfile(cfg_path).model)
+    out = {}
+    for name, model in variants.items():
+        model.to(device).train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        out[name] = (model, torch.optim.SGD(params, lr=1e-4, momentum=0.9))
+    return out
+
+
+def step(model, optim, batch):
+    data = model.data_preprocessor(copy.deepcopy(batch), True)
+    losses = model(**data, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    optim.zero_grad()
+    loss.backward()
+    optim.step()
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    import mmkd_yolo  # noqa: F401
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('kd_speed', log_level='WARNING')
+    with tempfile.TemporaryDirectory() as tmp:
+        batch = make_batch(args, osp.join(tmp, 'shapes'))
+    variants = build_variants(args.device)
+    times = {name: [] for name in variants}
+    sync = torch.cuda.synchronize if args.device.startswith('cuda') else (lambda: None)
+    for name, (model, optim) in variants.items():  # warm-up
+        step(model, optim, batch)
+    for r in range(args.rounds):
+        for name, (model, optim) in variants.items():
+            sync()
+            start = time.perf_counter()
+            for _ in range(args.iters):
+                step(model, optim, batch)
+            sync()
+            times[name].append((time.perf_counter() - start) / args.iters)
+        print(f'round {r + 1}/{args.rounds} done', file=sys.stderr, flush=True)
+    base = statistics.median(times['student alone (n)'])
+    dev = torch.cuda.get_device_name(0) if args.device.startswith('cuda') else \
+        f'CPU, {args.threads} threads'
+    print(f'\nYOLOv5 distillation speed: batch {args.batch}, {args.img} px, {dev}, '
+          f'{args.rounds} rounds x {args.iters} iterations, median\n')
+    print('| run | s/it | vs student alone |\n|---|---|---|')
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f'| {name} | {med:.3f} | {med / base:.2f}x |')
+
+
+if __name__ == '__main__':
+    main()

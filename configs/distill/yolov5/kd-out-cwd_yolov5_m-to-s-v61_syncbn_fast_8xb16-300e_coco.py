@@ -1,0 +1,15 @@
+# Output + feature (ChannelWiseDivergence on the neck outputs) distillation,
+# YOLOv5-m -> YOLOv5-s; student widths (128, 256, 512) -> teacher (192, 384, 768) by 1x1 connectors.
+_base_ = './kd-out_yolov5_m-to-s-v61_syncbn_fast_8xb16-300e_coco.py'
+
+model = dict(
+    distiller=dict(
+        student_recorders=_base_.kd_neck_recorders,
+        teacher_recorders=_base_.kd_neck_recorders,
+        connectors=dict(
+            neck0_s=dict(_base_.kd_connector, in_channel=128, out_channel=192),
+            neck1_s=dict(_base_.kd_connector, in_channel=256, out_channel=384),
+            neck2_s=dict(_base_.kd_connector, in_channel=512, out_channel=768),
+        ),
+        distill_losses=_base_.kd_cwd_losses,
+        loss_forward_mappings=_base_.kd_cwd_mappings_connected))

@@ -1,0 +1,3 @@
+from .yolov5_distill import YOLOv5Distill
+
+__all__ = ['YOLOv5Distill']

@@ -1,0 +1,155 @@
+"""YOLOv5 teacher -> student distillation on mmrazor's ``SingleTeacherDistill``."""
+from __future__ import annotations
+
+import difflib
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModel
+from mmengine.structures import BaseDataElement
+from mmrazor.models import SingleTeacherDistill
+from mmrazor.models.utils import add_prefix
+
+from ..errors import ConfigError
+from ..registry import MODELS
+from ..utils.config import resolve_detector_cfg
+from ..utils.teacher_loading import load_teacher_weights
+
+LossResults = Dict[str, torch.Tensor]
+
+
+def _num_classes(model: BaseModel) -> int:
+    head = getattr(model, 'bbox_head', None)
+    if head is None or not hasattr(head, 'num_classes'):
+        raise ConfigError(
+            f'{type(model).__name__} has no bbox_head.num_classes: both teacher and '
+            'student must be mmyolo YOLODetector configs (e.g. '
+            "'mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py').")
+    return head.num_classes
+
+
+def _check_recorder_sources(recorders: Optional[dict], model: BaseModel,
+                            role: str) -> None:
+    """Fail early, naming the closest modules, when a recorder source does not exist."""
+    names = [name for name, _ in model.named_modules()]
+    for rec_name, rec_cfg in (recorders or {}).items():
+        source = rec_cfg.get('source')
+        if rec_cfg.get('type') in ('ModuleOutputs', 'ModuleInputs') and source not in names:
+            close = difflib.get_close_matches(source, names, n=5, cutoff=0.5)
+            raise ConfigError(
+                f"{role}_recorders['{rec_name}'] records source='{source}', but the "
+                f'{role} has no module of that name. Closest module names: {close}. '
+                'Fix the source in distiller.' + f'{role}_recorders (YOLOv5 neck outputs are '
+                "'neck.out_layers.0/1/2', head predictions 'bbox_head.head_module').")
+
+
+@MODELS.register_module()
+class YOLOv5Distill(SingleTeacherDistill):
+    """Distill a frozen YOLOv5 teacher into a YOLOv5 student of the same family.
+
+    Reuses mmrazor's ``SingleTeacherDistill`` for building the distiller, freezing the
+    teacher (``requires_grad=False``, BatchNorm kept in eval mode by :meth:`train`) and
+    the ``distillation_stopped`` switch of ``StopDistillHook``. It departs from it where
+    YOLOv5 needs something else:
+
+    * the teacher runs backbone + neck + head forward only, under ``torch.no_grad``:
+      ``SingleTeacherDistill`` calls ``teacher(..., mode='loss')``, which also assigns
+      targets and computes a loss nobody uses;
+    * teacher weights are loaded leniently (tensors matched by name and shape) with a
+      ``Transferred N/M items`` report, instead of mmengine's ``load_checkpoint``, which
+      only warns on a mismatch and would leave a wrong teacher silently half-random;
+    * a distillation loss may return a dict of parts (e.g. box / obj / cls), each logged
+      as its own scalar ``distill.<loss name>_<part>``;
+    * the output-distillation loss takes the student head's own box / obj / cls loss
+      weights, so its balance against the student loss follows class count, image size
+      and number of levels as mmyolo's YOLOv5 loss does.
+
+    Args:
+        architecture (dict | BaseModel): The student, an mmyolo ``YOLODetector`` config
+            (or ``dict(cfg_path='mmyolo::yolov5/...py')``, a config file's model).
+        teacher (dict | BaseModel): The teacher, in the same forms.
+        distiller (dict): A ``ConfigurableDistiller`` config: recorders, connectors,
+            losses and ``loss_forward_mappings``.
+        teacher_ckpt (str, optional): Teacher weights (an mmengine checkpoint or a plain
+            state dict). Defaults to None (a randomly initialised teacher: for tests).
+        data_preprocessor (dict, optional): Defaults to the student's.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 architecture: Union[dict, BaseModel],
+                 teacher: Union[dict, BaseModel],
+                 distiller: dict,
+                 teacher_ckpt: Optional[str] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if isinstance(architecture, dict):
+            architecture = MODELS.build(resolve_detector_cfg(architecture))
+        if isinstance(teacher, dict):
+            teacher = MODELS.build(resolve_detector_cfg(teacher))
+        student = architecture
+        s_nc, t_nc = _num_classes(student), _num_classes(teacher)
+        if s_nc != t_nc:
+            raise ConfigError(
+                f'teacher predicts {t_nc} classes but the student {s_nc}: distillation '
+                'needs the same classes in the same order. Use a teacher trained on the '
+                'student\'s data, and set num_classes of both (or pass --data).')
+        _check_recorder_sources(distiller.get('student_recorders'), student, 'student')
+        _check_recorder_sources(distiller.get('teacher_recorders'), teacher, 'teacher')
+
+        super().__init__(
+            distiller=distiller,
+            teacher=teacher,
+            teacher_ckpt=None,
+            architecture=student,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        self.teacher_ckpt = teacher_ckpt
+        if teacher_ckpt:
+            load_teacher_weights(self.teacher, teacher_ckpt)
+            # keep init_weights() from overwriting the loaded teacher
+            self.teacher._is_init = True
+        for loss in self.distiller.distill_losses.values():
+            if hasattr(loss, 'inherit_head_weights'):
+                loss.inherit_head_weights(self.student.bbox_head)
+        MMLogger.get_current_instance().info(
+            f'YOLOv5Distill: student {_count(self.student)} params, teacher '
+            f'{_count(self.teacher)} params (frozen), connectors '
+            f'{_count(self.distiller.connectors)} params')
+
+    def loss(self,
+             batch_inputs: torch.Tensor,
+             data_samples: Optional[Union[List[BaseDataElement], dict]] = None) -> LossResults:
+        """Student detection losses plus distillation losses.
+
+        Args:
+            batch_inputs (Tensor): Images, shape (N, 3, H, W).
+            data_samples: The student's training targets, as mmyolo's data
+                preprocessor gives them.
+
+        Returns:
+            dict[str, Tensor]: ``student.loss_cls/loss_bbox/loss_obj`` and, until
+            distillation is stopped, ``distill.<name>`` (or ``distill.<name>_<part>``).
+        """
+        losses: LossResults = {}
+        if not self.distillation_stopped:
+            with self.distiller.teacher_recorders, torch.no_grad():
+                self.teacher._forward(batch_inputs)
+        with self.distiller.student_recorders:
+            student_losses = self.student(batch_inputs, data_samples, mode='loss')
+        losses.update(add_prefix(student_losses, 'student'))
+        if self.distillation_stopped:
+            return losses
+        for name, value in self.distiller.compute_distill_losses().items():
+            if isinstance(value, dict):
+                for part, part_value in value.items():
+                    losses[f'distill.{name}_{part}'] = part_value
+            else:
+                losses[f'distill.{name}'] = value
+        return losses
+
+
+def _count(module: torch.nn.Module) -> str:
+    n = sum(p.numel() for p in module.parameters())
+    return f'{n / 1e6:.2f}M' if n >= 1e5 else str(n)

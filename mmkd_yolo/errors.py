@@ -1,0 +1,13 @@
+"""Exceptions that name a problem in the user's input and how to fix it."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not fit the model."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint's pickle names code to run; it is refused, not loaded."""
+
+
+class ConfigError(ValueError):
+    """A config asks for something that cannot work (names, widths, class counts)."""

@@ -1,0 +1,3 @@
+from .distributed_data_parallel import DistillDistributedDataParallel
+
+__all__ = ['DistillDistributedDataParallel']

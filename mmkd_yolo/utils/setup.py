@@ -1,0 +1,146 @@
+"""From command-line choices to a Runner-ready config (the logic behind tools/*.py)."""
+from __future__ import annotations
+
+import logging
+import os
+import os.path as osp
+from typing import Optional, Sequence
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+from ..errors import ConfigError
+from .config import apply_distill_switches, load_detector_cfg, resolve_detector_cfg
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Read a config file, with a clear error for a missing one, and apply overrides."""
+    if not osp.isfile(path):
+        raise ConfigError(f'config file {path!r} does not exist; the ready ones are in '
+                          'configs/distill/yolov5/.')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def is_distill_cfg(cfg: Config) -> bool:
+    return 'teacher' in cfg.model and 'architecture' in cfg.model
+
+
+def apply_teacher_args(cfg: Config, t_weights: Optional[str] = None,
+                       t_cfg: Optional[str] = None) -> None:
+    """``--t-weights`` / ``--t-cfg``: the teacher's weights and config."""
+    if (t_weights or t_cfg) and not is_distill_cfg(cfg):
+        raise ConfigError('--t-weights/--t-cfg need a distillation config '
+                          '(configs/distill/yolov5/*.py), not a plain detector config.')
+    if t_cfg:
+        cfg.model.teacher = load_detector_cfg(t_cfg)
+    if t_weights:
+        if not osp.isfile(t_weights):
+            raise ConfigError(f'teacher weights {t_weights!r} do not exist (--t-weights).')
+        cfg.model.teacher_ckpt = t_weights
+
+
+def prepare_train_cfg(config: str,
+                      work_dir: Optional[str] = None,
+                      resume: Optional[str] = None,
+                      amp: bool = False,
+                      cfg_options: Optional[dict] = None,
+                      launcher: str = 'none',
+                      t_weights: Optional[str] = None,
+                      t_cfg: Optional[str] = None,
+                      d_output: bool = False,
+                      d_feature: bool = False) -> Config:
+    """Everything ``tools/train.py`` does to a config before the Runner is built.
+
+    Args:
+        config (str): Config file.
+        work_dir (str, optional): Overrides the config's; default
+            ``work_dirs/<config name>``.
+        resume (str, optional): ``'auto'`` (latest checkpoint of work_dir) or a path.
+        amp (bool): Mixed precision (``AmpOptimWrapper``).
+        cfg_options (dict, optional): ``--cfg-options`` overrides.
+        launcher (str): ``none`` or ``pytorch`` (torchrun), ``slurm``, ``mpi``.
+        t_weights (str, optional): Teacher weights.
+        t_cfg (str, optional): Teacher config file (its ``model``).
+        d_output (bool): Distill outputs only.
+        d_feature (bool): Distill outputs and neck features.
+
+    Returns:
+        Config: Ready for ``Runner.from_cfg``.
+    """
+    cfg = load_config(config, cfg_options)
+    cfg.launcher = launcher
+    apply_teacher_args(cfg, t_weights, t_cfg)
+    if d_output or d_feature:
+        if not is_distill_cfg(cfg):
+            raise ConfigError('--d-output/--d-feature need a distillation config '
+                              '(configs/distill/yolov5/*.py).')
+        apply_distill_switches(cfg, d_output=d_output, d_feature=d_feature)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    if amp:
+        if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+            print_log('AMP is already on in this config.', 'current', logging.WARNING)
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise ConfigError(f'--resume {resume!r}: no such checkpoint.')
+        cfg.resume = True
+        cfg.load_from = resume
+    setup_distributed(cfg)
+    return cfg
+
+
+def setup_distributed(cfg: Config) -> None:
+    """Make a torchrun launch work on CPU-only machines too (gloo), in place.
+
+    mmengine 0.10.7's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally, and
+    DDP refuses SyncBN on CPU. Without CUDA the process group is therefore created here
+    with gloo (the Runner then skips its own ``init_dist``) and SyncBN is switched off.
+    With CUDA nothing changes: mmengine's NCCL path runs as usual.
+    """
+    if cfg.launcher == 'none' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if cfg.launcher != 'pytorch':
+        raise ConfigError(f'--launcher {cfg.launcher} needs CUDA; on CPU use torchrun '
+                          '(tools/dist_train.sh), i.e. --launcher pytorch.')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    models = [cfg.model]
+    if is_distill_cfg(cfg):
+        cfg.model.architecture = resolve_detector_cfg(cfg.model.architecture)
+        cfg.model.teacher = resolve_detector_cfg(cfg.model.teacher)
+        models = [cfg.model.architecture, cfg.model.teacher]
+    for model in models:
+        if 'use_syncbn' in model or model.get('type', '').endswith('YOLODetector'):
+            model.use_syncbn = False
+
+
+def set_local_rank(local_rank: int) -> None:
+    """torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK."""
+    os.environ.setdefault('LOCAL_RANK', str(local_rank))
+
+
+def add_common_args(parser, skip: Sequence[str] = ()) -> None:
+    """Arguments shared by tools/train.py and tools/test.py, in OpenMMLab's form."""
+    from mmengine.config import DictAction
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: work_dirs/<config name>)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value (e.g. train_cfg.max_epochs=3)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher (dist_*.sh set pytorch)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)

@@ -1,0 +1,151 @@
+"""YOLOv5Distill built from the shipped CPU-scale configs, on tiny real batches."""
+import copy
+import logging
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.runner import Runner
+
+from mmkd_yolo.algorithms import YOLOv5Distill
+from mmkd_yolo.errors import CheckpointError, ConfigError
+from mmkd_yolo.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmkd_yolo.utils.config import load_detector_cfg
+
+from ..conftest import KD_CWD_S2N, KD_OUT_S2N, TEACHER_S
+
+
+def build(config, **overrides):
+    cfg = Config.fromfile(config)
+    model_cfg = copy.deepcopy(cfg.model)
+    for key, value in overrides.items():
+        model_cfg[key] = value
+    return MODELS.build(model_cfg), cfg
+
+
+@pytest.fixture(scope='module')
+def batch(shapes_dir):
+    """One preprocessed training batch of 4 generated images (mosaic pipeline)."""
+    cfg = Config.fromfile(KD_OUT_S2N)
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    cfg.train_dataloader.batch_size = 4
+    cfg.train_dataloader.dataset.data_root = str(shapes_dir / 'data' / 'shapes')
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    return next(iter(loader))
+
+
+def run_loss(model, batch):
+    model.train()
+    data = model.data_preprocessor(copy.deepcopy(batch), True)
+    return model(**data, mode='loss')
+
+
+def test_losses_logged_separately(batch):
+    model, _ = build(KD_CWD_S2N)
+    losses = run_loss(model, batch)
+    expected = {'student.loss_cls', 'student.loss_bbox', 'student.loss_obj',
+                'distill.loss_out_box', 'distill.loss_out_obj', 'distill.loss_out_cls',
+                'distill.loss_cwd0', 'distill.loss_cwd1', 'distill.loss_cwd2'}
+    assert set(losses) == expected
+    assert all(torch.isfinite(v).all() and v.numel() == 1 for v in losses.values())
+
+
+def test_gradients_reach_student_and_connectors_never_teacher(batch):
+    model, _ = build(KD_CWD_S2N)
+    total, _ = model.parse_losses(run_loss(model, batch))
+    total.backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    conn = list(model.distiller.connectors.parameters())
+    assert len(conn) == 6 and all(p.grad is not None and p.grad.abs().sum() > 0 for p in conn)
+    head = model.student.bbox_head.head_module.convs_pred[0].weight
+    assert head.grad is not None and head.grad.abs().sum() > 0
+
+
+def test_distill_loss_alone_trains_student_head(batch):
+    model, _ = build(KD_OUT_S2N)
+    losses = run_loss(model, batch)
+    sum(v for k, v in losses.items() if k.startswith('distill')).backward()
+    assert model.student.bbox_head.head_module.convs_pred[2].weight.grad.abs().sum() > 0
+
+
+def test_teacher_frozen_in_train_mode():
+    model, _ = build(KD_OUT_S2N)
+    model.train()
+    bns = [m for m in model.teacher.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not m.training for m in bns)
+    assert any(m.training for m in model.student.modules()
+               if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_optimizer_excludes_teacher():
+    model, cfg = build(KD_CWD_S2N)
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
+        dict(type='YOLOv5DistillOptimizerConstructor', optim_wrapper_cfg=dict(
+            type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.9,
+                                                weight_decay=5e-4))))
+    optim = constructor(model)
+    in_optim = {id(p) for g in optim.optimizer.param_groups for p in g['params']}
+    assert not any(id(p) in in_optim for p in model.teacher.parameters())
+    assert all(id(p) in in_optim for p in model.student.parameters())
+    assert all(id(p) in in_optim for p in model.distiller.connectors.parameters())
+
+
+def test_class_count_mismatch_names_both():
+    teacher = load_detector_cfg(TEACHER_S)
+    teacher.bbox_head.head_module.num_classes = 80
+    with pytest.raises(ConfigError, match=r'teacher predicts 80 classes but the student 3'):
+        build(KD_OUT_S2N, teacher=teacher)
+
+
+def test_unknown_recorder_source_lists_close_names():
+    cfg = Config.fromfile(KD_CWD_S2N)
+    cfg.model.distiller.student_recorders.neck0.source = 'neck.out_layer.0'
+    with pytest.raises(ConfigError) as info:
+        MODELS.build(cfg.model)
+    msg = str(info.value)
+    assert "source='neck.out_layer.0'" in msg and 'neck.out_layers.0' in msg
+
+
+def test_teacher_loaded_leniently_with_report(tmp_path):
+    teacher = MODELS.build(load_detector_cfg(TEACHER_S))
+    state = teacher.state_dict()
+    # a checkpoint with an extra tensor and one tensor of another shape
+    ckpt = {k: v.clone() for k, v in state.items()}
+    ckpt['extra.weight'] = torch.zeros(3)
+    first_conv = next(k for k in ckpt if k.endswith('conv.weight'))
+    ckpt[first_conv] = torch.zeros(1, 1, 1, 1)
+    path = tmp_path / 'teacher.pth'
+    torch.save({'state_dict': ckpt, 'meta': {}}, path)
+
+    logger = MMLogger.get_instance('test_teacher_load', log_level='INFO')
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    model, _ = build(KD_OUT_S2N, teacher_ckpt=str(path))
+    text = '\n'.join(r.getMessage() for r in records)
+    assert f'Transferred {len(state) - 1}/{len(state)} items from {path}' in text
+    assert first_conv in text  # named as skipped
+    for key, value in model.teacher.state_dict().items():
+        if key != first_conv:
+            assert torch.equal(value, state[key]), key
+
+
+def test_teacher_checkpoint_for_other_classes(tmp_path):
+    other = load_detector_cfg(TEACHER_S)
+    other.bbox_head.head_module.num_classes = 80
+    path = tmp_path / 't80.pth'
+    torch.save({'state_dict': MODELS.build(other).state_dict()}, path)
+    with pytest.raises(CheckpointError, match='for 80 classes.*num_classes=3'):
+        build(KD_OUT_S2N, teacher_ckpt=str(path))
+
+
+def test_teacher_checkpoint_of_other_architecture(tmp_path):
+    path = tmp_path / 'other.pth'
+    torch.save({'state_dict': {'fc.weight': torch.zeros(2, 2)}}, path)
+    with pytest.raises(CheckpointError, match='0/'):
+        build(KD_OUT_S2N, teacher_ckpt=str(path))
+    assert isinstance(build(KD_OUT_S2N)[0], YOLOv5Distill)

@@ -1,0 +1,136 @@
+"""End to end: tools/train.py, tools/test.py and tools/dist_train.sh on generated data."""
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from mmkd_yolo.utils.setup import prepare_train_cfg
+
+from ..conftest import KD_CWD_S2N, KD_OUT_S2N, REPO, quick_options
+
+
+def cli_options(opts):
+    return [f'{k}={v}' for k, v in opts.items()]
+
+
+def run_tool(args, cwd, timeout=600, env=None):
+    proc = subprocess.run([sys.executable] + args, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout + proc.stderr
+
+
+def scalars(work_dir):
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    assert files, f'no scalars.json under {work_dir}'
+    with open(files[-1]) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize('config,switch,has_feature', [
+    (KD_CWD_S2N, '--d-output', False),
+    (KD_OUT_S2N, '--d-feature', True),
+])
+def test_train_cli_switches_then_validate(shapes_dir, tmp_path, config, switch, has_feature):
+    work_dir = tmp_path / 'work'
+    out = run_tool([osp.join(REPO, 'tools', 'train.py'), config, switch, '--cfg-options'] +
+                   cli_options(quick_options(work_dir)), cwd=shapes_dir)
+    rows = scalars(str(work_dir))
+    train_rows = [r for r in rows if 'student.loss_cls' in r]
+    assert len(train_rows) == 4  # 2 epochs x 2 iterations
+    keys = set(train_rows[-1])
+    assert {'student.loss_bbox', 'student.loss_obj', 'distill.loss_out_box',
+            'distill.loss_out_obj', 'distill.loss_out_cls'} <= keys
+    assert ('distill.loss_cwd0' in keys) == has_feature
+    val = [r for r in rows if 'coco/bbox_mAP' in r]
+    assert len(val) == 1 and 0.0 <= val[0]['coco/bbox_mAP'] <= 1.0
+    assert 'Transferred' not in out  # no teacher weights given: random teacher
+    assert osp.isfile(work_dir / 'epoch_2.pth')
+
+
+def test_help_lists_switches():
+    out = run_tool([osp.join(REPO, 'tools', 'train.py'), '--help'], cwd=REPO)
+    for flag in ('--t-weights', '--t-cfg', '--d-output', '--d-feature', '--resume', '--amp',
+                 '--cfg-options', '--work-dir', '--launcher'):
+        assert flag in out
+
+
+def test_bad_config_path_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'train.py'),
+                           str(tmp_path / 'nope.py')], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert 'does not exist' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_teacher_frozen_and_resume_restores_connectors(shapes_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(shapes_dir)
+    work_dir = tmp_path / 'work'
+    # a teacher checkpoint, so the loaded teacher can be compared bit for bit
+    cfg = prepare_train_cfg(KD_CWD_S2N, cfg_options=quick_options(work_dir, epochs=1))
+    runner = Runner.from_cfg(cfg)
+    teacher_path = tmp_path / 'teacher.pth'
+    torch.save({'state_dict': runner.model.teacher.state_dict()}, teacher_path)
+    teacher_before = {k: v.clone() for k, v in runner.model.teacher.state_dict().items()}
+
+    cfg = prepare_train_cfg(KD_CWD_S2N, t_weights=str(teacher_path),
+                            cfg_options=quick_options(work_dir, epochs=1))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    for key, value in runner.model.teacher.state_dict().items():
+        assert torch.equal(value, teacher_before[key]), f'teacher changed: {key}'
+    connectors = {k: v.clone() for k, v in runner.model.distiller.connectors.state_dict().items()}
+    student = {k: v.clone() for k, v in runner.model.student.state_dict().items()}
+    assert runner.iter == 2
+
+    # resume with the same schedule: loads epoch 1, has nothing left to train
+    cfg = prepare_train_cfg(KD_CWD_S2N, t_weights=str(teacher_path), resume='auto',
+                            cfg_options=quick_options(work_dir, epochs=1))
+    resumed = Runner.from_cfg(cfg)
+    resumed.train()
+    assert resumed.iter == 2 and resumed.epoch == 1
+    for key, value in resumed.model.distiller.connectors.state_dict().items():
+        assert torch.equal(value, connectors[key]), key
+    for key, value in resumed.model.student.state_dict().items():
+        assert torch.equal(value, student[key]), key
+    for key, value in resumed.model.teacher.state_dict().items():
+        assert torch.equal(value, teacher_before[key]), key
+
+    # a longer schedule continues from iteration 2
+    cfg = prepare_train_cfg(KD_CWD_S2N, t_weights=str(teacher_path), resume='auto',
+                            cfg_options=quick_options(work_dir, epochs=2))
+    resumed = Runner.from_cfg(cfg)
+    resumed.train()
+    assert resumed.iter == 4
+
+
+def test_dist_train_two_cpu_processes(shapes_dir, tmp_path):
+    work_dir = tmp_path / 'work'
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29533', OMP_NUM_THREADS='1')
+    out = subprocess.run(
+        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), KD_CWD_S2N, '2', '--cfg-options'] +
+        cli_options(quick_options(work_dir, epochs=1, batch=2)),
+        cwd=shapes_dir, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    rows = scalars(str(work_dir))
+    train_rows = [r for r in rows if 'student.loss_cls' in r]
+    # 8 images over 2 processes x batch 2: 2 iterations per epoch (one process: 4)
+    assert len(train_rows) == 2
+    assert osp.isfile(work_dir / 'epoch_1.pth')
+    assert 'Distributed launcher: pytorch' in out.stdout
+
+
+def test_test_tool_evaluates_student(shapes_dir, tmp_path):
+    work_dir = tmp_path / 'work'
+    run_tool([osp.join(REPO, 'tools', 'train.py'), KD_OUT_S2N, '--cfg-options'] +
+             cli_options(quick_options(work_dir, epochs=1)), cwd=shapes_dir)
+    out = run_tool([osp.join(REPO, 'tools', 'test.py'), KD_OUT_S2N,
+                    str(work_dir / 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test'),
+                    '--cfg-options', 'test_dataloader.num_workers=0',
+                    'test_dataloader.persistent_workers=False'], cwd=shapes_dir)
+    assert 'coco/bbox_mAP' in out

@@ -1,0 +1,44 @@
+"""Evaluate a checkpoint (the student of a distillation run, or an mmyolo model): COCO mAP.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
+"""
+import argparse
+import os.path as osp
+import sys
+
+from mmkd_yolo.errors import CheckpointError, ConfigError
+from mmkd_yolo.utils.setup import add_common_args, load_config, set_local_rank, setup_distributed
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Evaluate a YOLOv5 checkpoint (COCO mAP)')
+    parser.add_argument('config', help='config file (distillation or mmyolo)')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    add_common_args(parser)
+    args = parser.parse_args()
+    set_local_rank(args.local_rank)
+    return args
+
+
+def main():
+    args = parse_args()
+    try:
+        import mmkd_yolo  # noqa: F401
+        from mmengine.runner import Runner
+        if not osp.isfile(args.checkpoint):
+            raise CheckpointError(f'checkpoint {args.checkpoint!r} does not exist.')
+        cfg = load_config(args.config, args.cfg_options)
+        cfg.launcher = args.launcher
+        cfg.work_dir = args.work_dir or osp.join(
+            './work_dirs', osp.splitext(osp.basename(args.config))[0])
+        cfg.load_from = args.checkpoint
+        setup_distributed(cfg)
+        runner = Runner.from_cfg(cfg)
+        metrics = runner.test()
+    except (ConfigError, CheckpointError) as e:
+        sys.exit(f'error: {e}')
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
