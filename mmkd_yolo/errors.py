@@ -11,3 +11,7 @@ class UnsafeCheckpointError(CheckpointError):
 
 class ConfigError(ValueError):
     """A config asks for something that cannot work (names, widths, class counts)."""
+
+
+class DataError(ValueError):
+    """A dataset file or label is missing or malformed; the message names file and line."""

@@ -6,7 +6,7 @@
 import argparse
 import sys
 
-from mmkd_yolo.errors import CheckpointError, ConfigError
+from mmkd_yolo.errors import CheckpointError, ConfigError, DataError
 from mmkd_yolo.utils.setup import add_common_args, prepare_train_cfg, set_local_rank
 
 
@@ -17,6 +17,9 @@ def parse_args():
                         help="teacher weights (sets the config's model.teacher_ckpt)")
     parser.add_argument('--t-cfg', metavar='CONFIG',
                         help="teacher config file; its model replaces model.teacher")
+    parser.add_argument('--data', metavar='DATA_YAML',
+                        help='Ultralytics data.yaml: train/val sets and class count of '
+                        'student and teacher')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--d-output', action='store_true',
                       help='distill the head outputs only (drops feature parts)')
@@ -43,9 +46,9 @@ def main():
             args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
             cfg_options=args.cfg_options, launcher=args.launcher,
             t_weights=args.t_weights, t_cfg=args.t_cfg, d_output=args.d_output,
-            d_feature=args.d_feature)
+            d_feature=args.d_feature, data=args.data)
         runner = Runner.from_cfg(cfg)
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, DataError) as e:
         sys.exit(f'error: {e}')
     runner.train()
 

@@ -26,13 +26,11 @@ def load_detector_cfg(cfg_path: str) -> ConfigDict:
     Returns:
         ConfigDict: The model config, with ``_scope_`` set (default ``mmyolo``).
     """
-    if '::' not in cfg_path and not osp.isfile(cfg_path):
+    path = package_config_path(cfg_path) if '::' in cfg_path else cfg_path
+    if not osp.isfile(path):
         raise ConfigError(f'detector config {cfg_path!r} does not exist; give a config '
                           "file or an mmyolo one as 'mmyolo::yolov5/<name>.py'.")
-    try:
-        cfg = Config.fromfile(cfg_path)
-    except FileNotFoundError as e:
-        raise ConfigError(f'detector config {cfg_path!r} not found ({e}).') from None
+    cfg = Config.fromfile(path)
     model = cfg.get('model')
     if model is None:
         raise ConfigError(f'{cfg_path!r} defines no `model`.')
@@ -41,6 +39,18 @@ def load_detector_cfg(cfg_path: str) -> ConfigDict:
     model = copy.deepcopy(model)
     model.setdefault('_scope_', cfg.get('default_scope', 'mmyolo'))
     return model
+
+
+def package_config_path(cfg_path: str) -> str:
+    """``'mmyolo::yolov5/x.py'`` -> the file inside the installed package.
+
+    (``mmengine.hub.get_config`` does the same but pip-installs a missing package.)
+    """
+    from mmengine.utils import get_installed_path, is_installed
+    package, rel = cfg_path.split('::', 1)
+    if not is_installed(package):
+        raise ConfigError(f'{cfg_path!r} names package {package!r}, which is not installed.')
+    return osp.join(get_installed_path(package), '.mim', 'configs', rel)
 
 
 def resolve_detector_cfg(model_cfg: Union[dict, ConfigDict]) -> ConfigDict:

@@ -10,12 +10,16 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ..datasets.yolo_data import apply_data_yaml
 from ..errors import ConfigError
-from .config import apply_distill_switches, load_detector_cfg, resolve_detector_cfg
+from .config import (apply_distill_switches, load_detector_cfg, package_config_path,
+                     resolve_detector_cfg)
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Read a config file, with a clear error for a missing one, and apply overrides."""
+    """Read a config file (or ``mmyolo::...``), with a clear error for a missing one."""
+    if '::' in path:
+        path = package_config_path(path)
     if not osp.isfile(path):
         raise ConfigError(f'config file {path!r} does not exist; the ready ones are in '
                           'configs/distill/yolov5/.')
@@ -52,7 +56,8 @@ def prepare_train_cfg(config: str,
                       t_weights: Optional[str] = None,
                       t_cfg: Optional[str] = None,
                       d_output: bool = False,
-                      d_feature: bool = False) -> Config:
+                      d_feature: bool = False,
+                      data: Optional[str] = None) -> Config:
     """Everything ``tools/train.py`` does to a config before the Runner is built.
 
     Args:
@@ -67,6 +72,7 @@ def prepare_train_cfg(config: str,
         t_cfg (str, optional): Teacher config file (its ``model``).
         d_output (bool): Distill outputs only.
         d_feature (bool): Distill outputs and neck features.
+        data (str, optional): An Ultralytics ``data.yaml``: datasets and class count.
 
     Returns:
         Config: Ready for ``Runner.from_cfg``.
@@ -74,6 +80,8 @@ def prepare_train_cfg(config: str,
     cfg = load_config(config, cfg_options)
     cfg.launcher = launcher
     apply_teacher_args(cfg, t_weights, t_cfg)
+    if data:
+        apply_data_yaml(cfg, data)
     if d_output or d_feature:
         if not is_distill_cfg(cfg):
             raise ConfigError('--d-output/--d-feature need a distillation config '
@@ -126,6 +134,17 @@ def setup_distributed(cfg: Config) -> None:
     for model in models:
         if 'use_syncbn' in model or model.get('type', '').endswith('YOLODetector'):
             model.use_syncbn = False
+
+
+def set_test_img_scale(cfg: Config, size: int) -> None:
+    """Evaluate at ``size`` px: the test pipeline's resizes and the batch shapes."""
+    for loader in ('val_dataloader', 'test_dataloader'):
+        dataset = cfg[loader]['dataset']
+        for transform in dataset['pipeline']:
+            if 'scale' in transform:
+                transform['scale'] = (size, size)
+        if dataset.get('batch_shapes_cfg'):
+            dataset['batch_shapes_cfg']['img_size'] = size
 
 
 def set_local_rank(local_rank: int) -> None:

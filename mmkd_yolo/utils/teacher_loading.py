@@ -14,6 +14,7 @@ import torch
 from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from ..converters import is_ultralytics_checkpoint, load_or_convert
 from ..errors import CheckpointError
 
 #: Prefixes under which a state dict may hold the detector (DDP, a distillation run).
@@ -70,6 +71,33 @@ def intersect_state_dicts(
     return fit, missing, shape_mismatch
 
 
+def _check_ultralytics_meta(teacher: torch.nn.Module, meta: dict, path: str) -> None:
+    """Class count, size and anchors of a converted checkpoint against the teacher."""
+    head = teacher.bbox_head
+    if meta['num_classes'] != head.num_classes:
+        raise CheckpointError(
+            f'teacher weights {path!r} are for {meta["num_classes"]} classes, but the '
+            f'teacher (and student) config has num_classes={head.num_classes}. Use weights '
+            'trained on your data, or set num_classes (e.g. --data) to match.')
+    widen, deepen = teacher.backbone.widen_factor, teacher.backbone.deepen_factor
+    if (abs(meta['widen_factor'] - widen) > 1e-6 or abs(meta['deepen_factor'] - deepen) > 1e-6):
+        raise CheckpointError(
+            f'teacher weights {path!r} are a YOLOv5 with depth/width '
+            f'{meta["deepen_factor"]}/{meta["widen_factor"]}, the teacher config '
+            f'{deepen}/{widen}: give the matching teacher config (--t-cfg, e.g. '
+            "'mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py' for 0.33/0.5).")
+    config_anchors = [[tuple(float(v) for v in a) for a in level]
+                      for level in head.prior_generator.base_sizes]
+    if any(abs(a - b) > 0.5 for la, lb in zip(meta['anchors'], config_anchors)
+           for pa, pb in zip(la, lb) for a, b in zip(pa, pb)):
+        raise CheckpointError(
+            f'teacher weights {path!r} were trained with anchors {meta["anchors"]} (e.g. '
+            f'by autoanchor), the config has {config_anchors}. Output distillation '
+            'compares raw box predictions, which only agree for the same anchors: set '
+            'model.architecture.bbox_head.prior_generator.base_sizes and the teacher\'s to '
+            'the checkpoint\'s anchors.')
+
+
 def _head_classes(state: Dict[str, torch.Tensor], num_priors: int) -> int:
     for key, value in state.items():
         if key.endswith('convs_pred.0.weight'):
@@ -92,7 +120,13 @@ def load_teacher_weights(teacher: torch.nn.Module, path: str) -> Tuple[int, int]
             count, or no tensor of the checkpoint fits the teacher.
     """
     logger = MMLogger.get_current_instance()
-    checkpoint = _load_checkpoint(path, map_location='cpu')
+    if is_ultralytics_checkpoint(path):
+        checkpoint, cached = load_or_convert(path)
+        logger.info(f'{path} is an Ultralytics YOLOv5 checkpoint: converted without running '
+                    f'its pickle, cached as {cached}')
+        _check_ultralytics_meta(teacher, checkpoint['meta'], path)
+    else:
+        checkpoint = _load_checkpoint(path, map_location='cpu')
     src = _extract_state_dict(checkpoint, path)
     dst = teacher.state_dict()
     fit, missing, mismatch = intersect_state_dicts(src, dst)

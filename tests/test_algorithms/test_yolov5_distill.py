@@ -174,3 +174,20 @@ def test_teacher_checkpoint_of_other_architecture(tmp_path):
     with pytest.raises(CheckpointError, match='0/'):
         build(KD_OUT_S2N, teacher_ckpt=str(path))
     assert isinstance(build(KD_OUT_S2N)[0], YOLOv5Distill)
+
+
+def test_mse_feature_alternative(batch):
+    """The documented alternative: plain MSE (weight 0.1) through the same connectors."""
+    cfg = Config.fromfile(KD_CWD_S2N)
+    distiller = cfg.model.distiller
+    distiller.distill_losses = dict(loss_out=distiller.distill_losses.loss_out,
+                                    **cfg.kd_mse_losses)
+    distiller.loss_forward_mappings = dict(loss_out=distiller.loss_forward_mappings.loss_out,
+                                           **cfg.kd_mse_mappings_connected)
+    model = MODELS.build(cfg.model)
+    losses = run_loss(model, batch)
+    assert {'distill.loss_mse0', 'distill.loss_mse1', 'distill.loss_mse2'} <= set(losses)
+    s = model.distiller.student_recorders.get_recorder('neck1').get_record_data()
+    t = model.distiller.teacher_recorders.get_recorder('neck1').get_record_data()
+    expected = 0.1 * ((model.distiller.connectors['neck1_s'](s) - t)**2).mean()
+    torch.testing.assert_close(losses['distill.loss_mse1'], expected)

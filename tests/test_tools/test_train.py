@@ -3,6 +3,7 @@ import glob
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from mmengine.runner import Runner
 
 from mmkd_yolo.utils.setup import prepare_train_cfg
 
-from ..conftest import KD_CWD_S2N, KD_OUT_S2N, REPO, quick_options
+from ..conftest import KD_CWD_S2N, KD_OUT_S2N, REPO, STUDENT_N, quick_options
 
 
 def cli_options(opts):
@@ -124,13 +125,34 @@ def test_dist_train_two_cpu_processes(shapes_dir, tmp_path):
     assert osp.isfile(work_dir / 'epoch_1.pth')
     assert 'Distributed launcher: pytorch' in out.stdout
 
+    test = subprocess.run(
+        ['bash', osp.join(REPO, 'tools', 'dist_test.sh'), KD_CWD_S2N,
+         str(work_dir / 'epoch_1.pth'), '2', '--work-dir', str(tmp_path / 'test'),
+         '--cfg-options', 'test_dataloader.num_workers=0',
+         'test_dataloader.persistent_workers=False'],
+        cwd=shapes_dir, capture_output=True, text=True, timeout=600, env=env)
+    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-5000:]
+    assert 'coco/bbox_mAP' in test.stdout
 
-def test_test_tool_evaluates_student(shapes_dir, tmp_path):
+
+def test_test_tool_evaluates_student_and_kd_to_student(shapes_dir, tmp_path):
     work_dir = tmp_path / 'work'
     run_tool([osp.join(REPO, 'tools', 'train.py'), KD_OUT_S2N, '--cfg-options'] +
              cli_options(quick_options(work_dir, epochs=1)), cwd=shapes_dir)
+    test_opts = ['--cfg-options', 'test_dataloader.num_workers=0',
+                 'test_dataloader.persistent_workers=False']
     out = run_tool([osp.join(REPO, 'tools', 'test.py'), KD_OUT_S2N,
-                    str(work_dir / 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test'),
-                    '--cfg-options', 'test_dataloader.num_workers=0',
-                    'test_dataloader.persistent_workers=False'], cwd=shapes_dir)
-    assert 'coco/bbox_mAP' in out
+                    str(work_dir / 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test')] +
+                   test_opts, cwd=shapes_dir)
+    kd_map = re.search(r'coco/bbox_mAP: ([\d.]+)', out).group(1)
+
+    # the student alone, as a plain mmyolo checkpoint, evaluated with its own config
+    student = tmp_path / 'student.pth'
+    out = run_tool([osp.join(REPO, 'tools', 'model_converters', 'kd_to_student.py'),
+                    str(work_dir / 'epoch_1.pth'), str(student)], cwd=shapes_dir)
+    from mmkd_yolo.compat import load_checkpoint_file
+    keys = load_checkpoint_file(str(student))['state_dict'].keys()
+    assert keys and not any(k.startswith(('teacher', 'distiller', 'architecture')) for k in keys)
+    out = run_tool([osp.join(REPO, 'tools', 'test.py'), STUDENT_N, str(student),
+                    '--work-dir', str(tmp_path / 'test2')] + test_opts, cwd=shapes_dir)
+    assert re.search(r'coco/bbox_mAP: ([\d.]+)', out).group(1) == kd_map

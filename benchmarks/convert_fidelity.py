@@ -1,0 +1,59 @@
+"""Official YOLOv5n converted by mmkd_yolo, evaluated by mmdet's COCO metric, vs Ultralytics.
+
+    python benchmarks/convert_fidelity.py [--weights ../shared/weights/yolov5n.pt]
+        [--data ../shared/data/coco128/data.yaml]
+
+Converts the Ultralytics checkpoint (restricted unpickler), evaluates it with
+tools/test.py on mmyolo's YOLOv5-n config at 640 and 320 px, and prints mAP@0.5:0.95 and
+mAP@0.5 beside Ultralytics' own val.py on the same 128 images and labels (rectangular
+batches, conf 0.001, IoU 0.6).
+"""
+import argparse
+import os.path as osp
+import re
+import subprocess
+import sys
+import tempfile
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SHARED = osp.join(osp.dirname(REPO), 'shared')
+CONFIG = 'mmyolo::yolov5/yolov5_n-v61_syncbn_fast_8xb16-300e_coco.py'
+#: Ultralytics val.py on ../shared/data/coco128 (mAP@.5:.95, mAP@.5), from the issue.
+REFERENCE = {640: (0.366, 0.568), 320: (0.289, 0.454)}
+
+
+def evaluate(ckpt, data, size, work_dir):
+    out = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'test.py'), CONFIG, ckpt, '--data', data,
+         '--img-size', str(size), '--work-dir', work_dir, '--cfg-options',
+         'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'],
+        capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(out.stdout[-2000:] + out.stderr[-3000:])
+    m = re.search(r'coco/bbox_mAP: ([\d.]+)\s+coco/bbox_mAP_50: ([\d.]+)', out.stdout)
+    return float(m.group(1)), float(m.group(2))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--weights', default=osp.join(SHARED, 'weights', 'yolov5n.pt'))
+    parser.add_argument('--data', default=osp.join(SHARED, 'data', 'coco128', 'data.yaml'))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = osp.join(tmp, 'yolov5n_mmyolo.pth')
+        subprocess.run([sys.executable, osp.join(REPO, 'tools', 'model_converters',
+                                                 'yolov5_to_mmyolo.py'), args.weights, ckpt],
+                       check=True, capture_output=True)
+        rows = [(size, evaluate(ckpt, args.data, size, osp.join(tmp, str(size))))
+                for size in (640, 320)]
+    print(f'\n{osp.basename(args.weights)} on {args.data}\n')
+    print('| size | mmkd_yolo + mmdet mAP@.5:.95 | Ultralytics val.py | diff (points) '
+          '| mmkd_yolo mAP@.5 | Ultralytics |\n|---|---|---|---|---|---|')
+    for size, (m, m50) in rows:
+        ref, ref50 = REFERENCE[size]
+        print(f'| {size} | {m:.3f} | {ref:.3f} | {100 * (m - ref):+.1f} | {m50:.3f} | '
+              f'{ref50:.3f} |')
+
+
+if __name__ == '__main__':
+    main()
