@@ -15,3 +15,7 @@ class ConfigError(ValueError):
 
 class DataError(ValueError):
     """A dataset file or label is missing or malformed; the message names file and line."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; training stops instead of going on with garbage."""

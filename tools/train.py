@@ -6,7 +6,7 @@
 import argparse
 import sys
 
-from mmkd_yolo.errors import CheckpointError, ConfigError, DataError
+from mmkd_yolo.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from mmkd_yolo.utils.setup import add_common_args, prepare_train_cfg, set_local_rank
 
 
@@ -50,7 +50,10 @@ def main():
         runner = Runner.from_cfg(cfg)
     except (ConfigError, CheckpointError, DataError) as e:
         sys.exit(f'error: {e}')
-    runner.train()
+    try:
+        runner.train()
+    except NonFiniteLossError as e:
+        sys.exit(f'error: training stopped: {e}')
 
 
 if __name__ == '__main__':

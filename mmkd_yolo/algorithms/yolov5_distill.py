@@ -6,13 +6,13 @@ from typing import Dict, List, Optional, Union
 
 import torch
 from mmcv.cnn import fuse_conv_bn
-from mmengine.logging import MMLogger
+from mmengine.logging import MessageHub, MMLogger
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 from mmrazor.models import SingleTeacherDistill
 from mmrazor.models.utils import add_prefix
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NonFiniteLossError
 from ..registry import MODELS
 from ..utils.config import resolve_detector_cfg
 from ..utils.teacher_loading import load_teacher_weights
@@ -109,11 +109,13 @@ class YOLOv5Distill(SingleTeacherDistill):
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
         self.teacher_ckpt = teacher_ckpt
+        self.teacher_transferred = None
         if teacher_ckpt:
-            load_teacher_weights(self.teacher, teacher_ckpt)
+            self.teacher_transferred = load_teacher_weights(self.teacher, teacher_ckpt)
             # keep init_weights() from overwriting the loaded teacher
             self.teacher._is_init = True
         self._make_teacher_inference_only()
+        self._check_feature_widths()
         for loss in self.distiller.distill_losses.values():
             if hasattr(loss, 'inherit_head_weights'):
                 loss.inherit_head_weights(self.student.bbox_head)
@@ -136,6 +138,50 @@ class YOLOv5Distill(SingleTeacherDistill):
         for param in self.teacher.parameters():  # folded convs have new bias params
             param.requires_grad = False
         self.teacher.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def _check_feature_widths(self) -> None:
+        """Probe both models once (eval mode, a 64 px image) and compare what each
+        feature loss would receive: a student width that differs from the teacher's with
+        no connector is a config error to report now, not a shape error mid-training."""
+        was_training = self.training
+        self.eval()
+        x = torch.zeros(1, 3, 64, 64, device=next(self.student.parameters()).device)
+        try:
+            with self.distiller.teacher_recorders:
+                self.teacher._forward(x.contiguous(memory_format=torch.channels_last))
+            with self.distiller.student_recorders:
+                self.student._forward(x)
+            for loss_name, mapping in self.distiller.loss_forward_mappings.items():
+                records = {}
+                for arg, rec in mapping.items():
+                    records[arg] = (self.distiller.get_record(**rec), rec)
+                s_args = [(a, r) for a, r in records.items() if r[1]['from_student']]
+                t_args = [(a, r) for a, r in records.items() if not r[1]['from_student']]
+                for (s_arg, (s_val, s_rec)), (_, (t_val, t_rec)) in zip(s_args, t_args):
+                    if not (isinstance(s_val, torch.Tensor) and s_val.dim() == 4
+                            and isinstance(t_val, torch.Tensor)):
+                        continue
+                    if s_val.shape[1] != t_val.shape[1] and s_rec.get('connector'):
+                        raise ConfigError(
+                            f'{loss_name}: connector {s_rec["connector"]!r} outputs '
+                            f'{s_val.shape[1]} channels but the teacher\'s '
+                            f'{t_rec["recorder"]!r} has {t_val.shape[1]}: set its '
+                            f'out_channel={t_val.shape[1]} (and in_channel to the '
+                            'student\'s width).')
+                    if s_val.shape[1] != t_val.shape[1]:
+                        raise ConfigError(
+                            f'{loss_name}: the student feature {s_rec["recorder"]!r} has '
+                            f'{s_val.shape[1]} channels, the teacher\'s '
+                            f'{t_rec["recorder"]!r} {t_val.shape[1]}, and no connector '
+                            'maps one to the other. Add to distiller.connectors '
+                            f"'{s_rec['recorder']}_s': dict(type='ConvModuleConnector', "
+                            f'in_channel={s_val.shape[1]}, out_channel={t_val.shape[1]}, '
+                            'kernel_size=1, norm_cfg=None, act_cfg=None) and set '
+                            f"connector='{s_rec['recorder']}_s' in loss_forward_mappings"
+                            f"['{loss_name}']['{s_arg}'] (or use --d-feature, which does).")
+        finally:
+            self.train(was_training)
 
     def train(self, mode: bool = True) -> 'YOLOv5Distill':
         """Set the student (and connectors) to ``mode``; the teacher stays in eval."""
@@ -174,7 +220,27 @@ class YOLOv5Distill(SingleTeacherDistill):
                     losses[f'distill.{name}_{part}'] = part_value
             else:
                 losses[f'distill.{name}'] = value
+        self._check_finite(losses)
         return losses
+
+    def _check_finite(self, losses: LossResults) -> None:
+        """Stop at the first NaN/inf loss, naming it, rather than train on garbage.
+
+        One host-device sync per iteration (a single ``all()`` over all losses).
+        """
+        values = {k: v.detach().sum() for k, v in losses.items()}
+        if bool(torch.isfinite(torch.stack(list(values.values()))).all()):
+            self._last_finite = values
+            return
+        bad = [k for k, v in values.items() if not torch.isfinite(v)]
+        last = {k: round(float(v), 4) for k, v in getattr(self, '_last_finite', {}).items()}
+        iteration = MessageHub.get_current_instance().get_info('iter', 'unknown')
+        raise NonFiniteLossError(
+            f'iteration {iteration}: {", ".join(bad)} became '
+            f'{", ".join(str(float(values[k])) for k in bad)}. Last finite values: '
+            f'{last or "none (first iteration)"}. Lower the distillation loss_weight or the '
+            'learning rate, or check the teacher weights; resume from the last checkpoint '
+            'with --resume.')
 
 
 def _contiguous(data):

@@ -107,19 +107,47 @@ def apply_distill_switches(cfg: Config, d_output: bool = False, d_feature: bool 
         distiller.connectors = {}
     if d_feature and not any(
             v.get('source') in NECK_SOURCES for v in distiller.student_recorders.values()):
-        s_widths = neck_widths(resolve_detector_cfg(model.architecture))
-        t_widths = neck_widths(resolve_detector_cfg(model.teacher))
         for i, source in enumerate(NECK_SOURCES):
             rec = dict(type='ModuleOutputs', source=source)
             distiller.student_recorders[f'neck{i}'] = rec
             distiller.teacher_recorders[f'neck{i}'] = copy.deepcopy(rec)
             distiller.distill_losses[f'loss_cwd{i}'] = dict(
                 type='ChannelWiseDivergence', tau=1.0, loss_weight=feature_loss_weight)
-            student_arg = dict(from_student=True, recorder=f'neck{i}')
-            if s_widths[i] != t_widths[i]:
-                distiller.connectors[f'neck{i}_s'] = dict(
-                    type='ConvModuleConnector', in_channel=s_widths[i],
-                    out_channel=t_widths[i], kernel_size=1, norm_cfg=None, act_cfg=None)
-                student_arg['connector'] = f'neck{i}_s'
             distiller.loss_forward_mappings[f'loss_cwd{i}'] = dict(
-                preds_S=student_arg, preds_T=dict(from_student=False, recorder=f'neck{i}'))
+                preds_S=dict(from_student=True, recorder=f'neck{i}'),
+                preds_T=dict(from_student=False, recorder=f'neck{i}'))
+        refit_connectors(cfg)
+
+def refit_connectors(cfg: Config) -> None:
+    """Make the neck-feature connectors fit the student's and teacher's widths, in place.
+
+    After ``--t-cfg`` (or any change of teacher or student), the connectors written for the
+    original pair no longer fit: each student neck record that feeds a loss gets a 1x1
+    connector from its width to the teacher's when they differ, and none when they agree.
+    """
+    model = cfg.model
+    distiller = model.distiller
+    recorders = distiller.get('student_recorders', {})
+    neck_index = {name: NECK_SOURCES.index(rec['source']) for name, rec in recorders.items()
+                  if rec.get('source') in NECK_SOURCES}
+    if not neck_index:
+        return
+    s_widths = neck_widths(resolve_detector_cfg(model.architecture))
+    t_widths = neck_widths(resolve_detector_cfg(model.teacher))
+    connectors = distiller.setdefault('connectors', {})
+    used = set()
+    for mapping in distiller.get('loss_forward_mappings', {}).values():
+        for arg in mapping.values():
+            if not arg.get('from_student') or arg.get('recorder') not in neck_index:
+                continue
+            i = neck_index[arg['recorder']]
+            if s_widths[i] == t_widths[i]:
+                arg.pop('connector', None)
+                continue
+            name = arg.setdefault('connector', f'{arg["recorder"]}_s')
+            used.add(name)
+            conn = connectors.setdefault(name, dict(
+                type='ConvModuleConnector', kernel_size=1, norm_cfg=None, act_cfg=None))
+            conn.update(in_channel=s_widths[i], out_channel=t_widths[i])
+    for name in [n for n in connectors if n not in used]:
+        connectors.pop(name)

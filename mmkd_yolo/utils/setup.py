@@ -11,9 +11,11 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ..datasets.yolo_data import apply_data_yaml
+from ..engine.atomic_local_backend import AtomicLocalBackend  # noqa: F401
 from ..errors import ConfigError
+from .checkpoints import find_resume_checkpoint
 from .config import (apply_distill_switches, load_detector_cfg, package_config_path,
-                     resolve_detector_cfg)
+                     refit_connectors, resolve_detector_cfg)
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -26,6 +28,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+        if any(key.startswith('custom_imports') for key in cfg_options):
+            # Config.fromfile imported the file's own list before the override
+            from mmengine.utils import import_modules_from_strings
+            import_modules_from_strings(**cfg.custom_imports)
     return cfg
 
 
@@ -87,6 +93,8 @@ def prepare_train_cfg(config: str,
             raise ConfigError('--d-output/--d-feature need a distillation config '
                               '(configs/distill/yolov5/*.py).')
         apply_distill_switches(cfg, d_output=d_output, d_feature=d_feature)
+    if t_cfg:
+        refit_connectors(cfg)  # the config's connectors were for its own teacher
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -98,13 +106,24 @@ def prepare_train_cfg(config: str,
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     if resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # mmengine trusts work_dir/last_checkpoint; take the newest *complete* one instead
+        latest = find_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+        if latest:
+            print_log(f'resuming from {latest}', 'current')
+            cfg.resume, cfg.load_from = True, latest
+        else:
+            print_log(f'--resume: no checkpoint in {cfg.work_dir}, starting anew', 'current',
+                      logging.WARNING)
+            cfg.resume, cfg.load_from = False, None
     elif resume is not None:
         if not osp.isfile(resume):
             raise ConfigError(f'--resume {resume!r}: no such checkpoint.')
         cfg.resume = True
         cfg.load_from = resume
+    ckpt_hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if ckpt_hook and ckpt_hook.get('type', '').endswith('CheckpointHook') and not (
+            ckpt_hook.get('backend_args') or ckpt_hook.get('file_client_args')):
+        ckpt_hook['backend_args'] = dict(backend='atomic_local')  # never a partial file
     setup_distributed(cfg)
     return cfg
 

@@ -71,6 +71,10 @@ def intersect_state_dicts(
     return fit, missing, shape_mismatch
 
 
+#: YOLOv5 size by width factor
+_SIZES = {0.25: 'n', 0.5: 's', 0.75: 'm', 1.0: 'l', 1.25: 'x'}
+
+
 def _check_ultralytics_meta(teacher: torch.nn.Module, meta: dict, path: str) -> None:
     """Class count, size and anchors of a converted checkpoint against the teacher."""
     head = teacher.bbox_head
@@ -84,8 +88,9 @@ def _check_ultralytics_meta(teacher: torch.nn.Module, meta: dict, path: str) -> 
         raise CheckpointError(
             f'teacher weights {path!r} are a YOLOv5 with depth/width '
             f'{meta["deepen_factor"]}/{meta["widen_factor"]}, the teacher config '
-            f'{deepen}/{widen}: give the matching teacher config (--t-cfg, e.g. '
-            "'mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py' for 0.33/0.5).")
+            f'{deepen}/{widen}: give the matching teacher config, e.g. --t-cfg '
+            f"'mmyolo::yolov5/yolov5_{_SIZES.get(meta['widen_factor'], 's')}-v61_syncbn_fast_"
+            "8xb16-300e_coco.py'.")
     config_anchors = [[tuple(float(v) for v in a) for a in level]
                       for level in head.prior_generator.base_sizes]
     if any(abs(a - b) > 0.5 for la, lb in zip(meta['anchors'], config_anchors)

@@ -191,3 +191,27 @@ def test_mse_feature_alternative(batch):
     t = model.distiller.teacher_recorders.get_recorder('neck1').get_record_data()
     expected = 0.1 * ((model.distiller.connectors['neck1_s'](s) - t)**2).mean()
     torch.testing.assert_close(losses['distill.loss_mse1'], expected)
+
+
+def test_non_finite_distill_loss_stops_with_names(batch):
+    from mmkd_yolo.errors import NonFiniteLossError
+    model, _ = build(KD_OUT_S2N)
+    run_loss(model, batch)  # a finite iteration first
+    model.distiller.distill_losses['loss_out'].loss_weight = float('inf')
+    with pytest.raises(NonFiniteLossError) as info:
+        run_loss(model, batch)
+    msg = str(info.value)
+    assert 'distill.loss_out_box' in msg and 'Last finite values' in msg
+    assert "'student.loss_cls'" in msg  # the last finite values are listed by name
+
+
+def test_width_mismatch_without_connector_names_fix():
+    cfg = Config.fromfile(KD_CWD_S2N)
+    cfg.model.distiller.connectors = {}
+    for i in range(3):
+        cfg.model.distiller.loss_forward_mappings[f'loss_cwd{i}'].preds_S.pop('connector')
+    with pytest.raises(ConfigError) as info:
+        MODELS.build(cfg.model)
+    msg = str(info.value)
+    assert 'has 64 channels' in msg and "'neck0' 128" in msg
+    assert "in_channel=64, out_channel=128" in msg

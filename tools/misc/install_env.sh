@@ -63,6 +63,11 @@ v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
 sys.exit(v < (2, 4))' || die "torch $("$PY" -c 'import torch; print(torch.__version__)') is too old: >= 2.4 is needed for safe checkpoint loading"
 "${PIP[@]}" install -q -r requirements/build.txt -r requirements/runtime.txt -r requirements/tests.txt
 
+# --- the OpenMMLab packages (pure Python; mmcv imports mmengine) ---------------------------
+say "installing mmengine, mmdet, mmyolo, mmrazor"
+mapfile -t MM_PKGS < <(grep -E '^mm' requirements/mminstall.txt | grep -v '^mmcv')
+"${PIP[@]}" install -q --no-deps "${MM_PKGS[@]}"
+
 # --- mmcv with compiled ops --------------------------------------------------------------
 mmcv_ok() { "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; }
 if ! mmcv_ok; then
@@ -119,13 +124,14 @@ print(f'mmcv-${MMCV_VERSION}_torch-{torch.__version__.split(\"+\")[0]}-{dev}_py{
     say "built mmcv in $((SECONDS - START))s, cached $WHEEL"
   fi
   "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL"
-  mmcv_ok || die "mmcv installed from $WHEEL but 'import mmcv.ops' fails; delete $WHEEL_DIR and rerun"
+  if ! mmcv_ok; then
+    "$PY" -c 'import mmcv.ops' 2>&1 | tail -n 5 >&2
+    die "mmcv installed from $WHEEL but 'import mmcv.ops' fails (above); delete $WHEEL_DIR and rerun"
+  fi
 fi
 
-# --- the OpenMMLab packages and this one -------------------------------------------------
-say "installing mmengine, mmdet, mmyolo, mmrazor and mmkd_yolo"
-mapfile -t MM_PKGS < <(grep -E '^mm' requirements/mminstall.txt | grep -v '^mmcv')
-"${PIP[@]}" install -q --no-deps "${MM_PKGS[@]}"
+# --- this package ------------------------------------------------------------------------
+say "installing mmkd_yolo (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e . >"$VENV/.mmkd_yolo-pip.log" 2>&1 \
   || { tail -n 30 "$VENV/.mmkd_yolo-pip.log" >&2; die "pip install -e . failed"; }
 "$PY" -c 'import mmkd_yolo' || die "'import mmkd_yolo' failed in $VENV"

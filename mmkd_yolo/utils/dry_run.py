@@ -1,0 +1,110 @@
+"""A distillation config's dry run: build it, push one generated batch through, report."""
+from __future__ import annotations
+
+import time
+from typing import Any, List
+
+import torch
+from mmengine.config import Config
+from torch import nn
+
+
+def _shape(data: Any) -> str:
+    if isinstance(data, torch.Tensor):
+        return 'x'.join(str(d) for d in data.shape)
+    if isinstance(data, (list, tuple)):
+        return '[' + ', '.join(_shape(d) for d in data) + ']'
+    return type(data).__name__
+
+
+def conv_gflops(model: nn.Module, forward, x: torch.Tensor) -> float:
+    """Multiply-adds x 2 of every Conv2d for one image of ``x``'s size, in GFLOPs."""
+    total = [0]
+
+    def hook(module, inputs, output):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        total[0] += 2 * output.numel() * (module.in_channels // module.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            forward(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0] / 1e9
+
+
+def generated_batch(img_size: int, batch_size: int, num_classes: int) -> dict:
+    """A collated mmyolo training batch: random images, two boxes each."""
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.randint(0, 256, (batch_size, 3, img_size, img_size), dtype=torch.uint8,
+                           generator=g)
+    rows = []
+    for i in range(batch_size):
+        for j in range(2):
+            x0, y0 = (0.1 + 0.4 * j) * img_size, (0.2 + 0.3 * j) * img_size
+            rows.append([i, (i + j) % num_classes, x0, y0, x0 + img_size * 0.3,
+                         y0 + img_size * 0.25])
+    return dict(inputs=inputs, data_samples=dict(bboxes_labels=torch.tensor(rows)))
+
+
+def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
+    """Build ``cfg.model``, run one loss forward and backward, and describe everything.
+
+    Args:
+        cfg (Config): A :class:`YOLOv5Distill` config (after any command-line changes).
+        img_size (int): Side of the generated images. Defaults to 320.
+        batch_size (int): Images in the batch. Defaults to 2.
+
+    Returns:
+        list[str]: The report, line by line.
+    """
+    from mmengine.logging import MMLogger
+
+    from ..registry import MODELS
+    logger = MMLogger.get_current_instance()
+    start = time.time()
+    model = MODELS.build(cfg.model)
+    built = time.time() - start
+    model.train()
+    nc = model.student.bbox_head.num_classes
+    data = model.data_preprocessor(generated_batch(img_size, batch_size, nc), True)
+    losses = model(**data, mode='loss')
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    x = data['inputs']
+    lines = [f'config built in {built:.1f}s; one batch of {batch_size} generated '
+             f'{img_size}x{img_size} images, loss forward + backward in '
+             f'{time.time() - start - built:.1f}s']
+    for name, net, fwd in (
+            ('student', model.student, model.student._forward),
+            ('teacher', model.teacher,
+             lambda t: model.teacher._forward(t.contiguous(memory_format=torch.channels_last)))):
+        params = sum(p.numel() for p in net.parameters())
+        lines.append(f'{name}: {type(net).__name__}, {params / 1e6:.2f}M parameters, '
+                     f'{conv_gflops(net, fwd, x):.2f} GFLOPs per {img_size}px image, '
+                     f'{net.bbox_head.num_classes} classes')
+    if model.teacher_ckpt:
+        n, m = model.teacher_transferred
+        lines.append(f'teacher weights: transferred {n}/{m} items from {model.teacher_ckpt}')
+    else:
+        lines.append('teacher weights: none (a random teacher!) - set --t-weights')
+    for role, manager in (('student', model.distiller.student_recorders),
+                          ('teacher', model.distiller.teacher_recorders)):
+        for rec_name, recorder in manager.recorders.items():
+            lines.append(f'recorder {role}.{rec_name}: {type(recorder).__name__} on '
+                         f'{recorder.source!r} -> {_shape(recorder.get_record_data())}')
+    for conn_name, connector in model.distiller.connectors.items():
+        conv = next(m for m in connector.modules() if isinstance(m, nn.Conv2d))
+        lines.append(f'connector {conn_name}: {conv.in_channels} -> {conv.out_channels} '
+                     f'channels, {sum(p.numel() for p in connector.parameters())} parameters')
+    if not model.distiller.connectors:
+        lines.append('connectors: none')
+    for key, value in losses.items():
+        lines.append(f'loss {key}: {float(value.detach().sum()):.4f}')
+    grads = [p.grad is not None for p in model.teacher.parameters()]
+    lines.append(f'teacher gradients: {sum(grads)} of {len(grads)} tensors (must be 0)')
+    logger.info('dry run done')
+    return lines
