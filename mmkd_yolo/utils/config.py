@@ -134,7 +134,9 @@ def refit_connectors(cfg: Config) -> None:
         return
     s_widths = neck_widths(resolve_detector_cfg(model.architecture))
     t_widths = neck_widths(resolve_detector_cfg(model.teacher))
-    connectors = distiller.setdefault('connectors', {})
+    if 'connectors' not in distiller:
+        distiller.connectors = {}
+    connectors = distiller.connectors  # (ConfigDict.setdefault returns a detached dict)
     used = set()
     for mapping in distiller.get('loss_forward_mappings', {}).values():
         for arg in mapping.values():
@@ -146,8 +148,9 @@ def refit_connectors(cfg: Config) -> None:
                 continue
             name = arg.setdefault('connector', f'{arg["recorder"]}_s')
             used.add(name)
-            conn = connectors.setdefault(name, dict(
-                type='ConvModuleConnector', kernel_size=1, norm_cfg=None, act_cfg=None))
-            conn.update(in_channel=s_widths[i], out_channel=t_widths[i])
+            if name not in connectors:
+                connectors[name] = dict(
+                    type='ConvModuleConnector', kernel_size=1, norm_cfg=None, act_cfg=None)
+            connectors[name].update(in_channel=s_widths[i], out_channel=t_widths[i])
     for name in [n for n in connectors if n not in used]:
         connectors.pop(name)

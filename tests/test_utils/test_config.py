@@ -74,9 +74,13 @@ def test_t_cfg_and_t_weights(tmp_path):
 
 
 def test_prepare_train_cfg_work_dir_and_resume(tmp_path):
-    cfg = prepare_train_cfg(KD_OUT_S2N, amp=True, resume='auto')
+    cfg = prepare_train_cfg(KD_OUT_S2N, amp=True)
     assert cfg.work_dir.endswith(osp.splitext(osp.basename(KD_OUT_S2N))[0])
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.resume is True
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.default_hooks.checkpoint.backend_args == dict(backend='atomic_local')
+    # --resume with nothing to resume from starts anew instead of failing
+    cfg = prepare_train_cfg(KD_OUT_S2N, resume='auto', cfg_options={'work_dir': str(tmp_path)})
+    assert cfg.resume is False and cfg.load_from is None
     with pytest.raises(ConfigError, match='no such checkpoint'):
         prepare_train_cfg(KD_OUT_S2N, resume=str(tmp_path / 'nope.pth'))
     with pytest.raises(ConfigError, match='does not exist'):

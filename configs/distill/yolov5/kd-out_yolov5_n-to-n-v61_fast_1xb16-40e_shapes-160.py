@@ -1,21 +1,6 @@
-# Output distillation, YOLOv5-n teacher -> YOLOv5-n student, generated shapes at 160 px, 40 epochs (CPU scale).
-_base_ = [
-    '../../yolov5/yolov5_n-v61_fast_1xb16-40e_shapes-160.py',
-    '../../_base_/distill/yolov5_kd.py'
-]
+# Output distillation, YOLOv5-n teacher -> YOLOv5-n student (self-distillation), CPU scale:
+# the s -> n config with another teacher.
+_base_ = './kd-out_yolov5_s-to-n-v61_fast_1xb16-40e_shapes-160.py'
 
 model = dict(
-    _delete_=True,
-    _scope_='mmkd_yolo',
-    type='YOLOv5Distill',
-    architecture=_base_.model,
-    teacher=dict(cfg_path='{{fileDirname}}/../../yolov5/yolov5_n-v61_fast_1xb16-40e_shapes-160.py'),
-    teacher_ckpt=None,  # the teacher's weights: set it, or pass --t-weights
-    distiller=_base_.kd_out_distiller)
-
-optim_wrapper = dict(constructor=_base_.kd_optim_constructor)
-model_wrapper_cfg = _base_.kd_model_wrapper_cfg
-# the last epochs train on the task loss alone, as mmyolo's RTMDet distillation does
-custom_hooks = _base_.custom_hooks + [
-    dict(type='mmrazor.StopDistillHook', stop_epoch=_base_.max_epochs - 5)
-]
+    teacher=dict(cfg_path='{{fileDirname}}/../../yolov5/yolov5_n-v61_fast_1xb16-40e_shapes-160.py'))

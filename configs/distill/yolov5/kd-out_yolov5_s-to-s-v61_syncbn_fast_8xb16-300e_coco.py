@@ -1,24 +1,5 @@
-# Output distillation, YOLOv5-s teacher -> YOLOv5-s student, mmyolo's 8xb16 300-epoch COCO schedule.
-_base_ = [
-    'mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py',
-    '../../_base_/distill/yolov5_kd.py'
-]
+# Output distillation, YOLOv5-s teacher -> YOLOv5-s student, mmyolo's 8xb16 300-epoch
+# COCO schedule: the l -> s config with another teacher.
+_base_ = './kd-out_yolov5_l-to-s-v61_syncbn_fast_8xb16-300e_coco.py'
 
-model = dict(
-    _delete_=True,
-    _scope_='mmkd_yolo',
-    type='YOLOv5Distill',
-    architecture=_base_.model,
-    teacher=dict(cfg_path='mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py'),
-    teacher_ckpt=None,  # the teacher's weights: set it, or pass --t-weights
-    distiller=_base_.kd_out_distiller)
-
-# Inheriting across packages ('mmyolo::') tags every dict with a type by _scope_, and
-# the Runner passes collate_fn's keys to the function: restate it without the tag.
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='yolov5_collate'))
-optim_wrapper = dict(constructor=_base_.kd_optim_constructor)
-model_wrapper_cfg = _base_.kd_model_wrapper_cfg
-# the last epochs train on the task loss alone, as mmyolo's RTMDet distillation does
-custom_hooks = _base_.custom_hooks + [
-    dict(type='mmrazor.StopDistillHook', stop_epoch=_base_.max_epochs - 20)
-]
+model = dict(teacher=dict(cfg_path='mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py'))
