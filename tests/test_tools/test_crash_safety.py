@@ -13,10 +13,12 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from mmkd_yolo.compat import load_checkpoint_file
+from mmkd_yolo.registry import MODELS
 from mmkd_yolo.utils.checkpoints import find_resume_checkpoint, is_complete_checkpoint
+from mmkd_yolo.utils.config import load_detector_cfg
 from mmkd_yolo.utils.setup import prepare_train_cfg
 
-from ..conftest import KD_CWD_S2N, REPO, quick_options
+from ..conftest import KD_CWD_S2N, REPO, TEACHER_S, quick_options
 
 
 def wait_for(predicate, timeout, what, proc=None, log=None):
@@ -47,8 +49,8 @@ def test_kill_during_training_and_saving_then_resume(shapes_dir, tmp_path, monke
     work_dir = tmp_path / 'work'
     teacher_path = tmp_path / 'teacher.pth'
     monkeypatch.chdir(shapes_dir)
-    cfg = prepare_train_cfg(KD_CWD_S2N, cfg_options=quick_options(tmp_path / 'w0', epochs=1))
-    torch.save({'state_dict': Runner.from_cfg(cfg).model.teacher.state_dict()}, teacher_path)
+    torch.save({'state_dict': MODELS.build(load_detector_cfg(TEACHER_S)).state_dict()},
+               teacher_path)
 
     opts = quick_options(work_dir, epochs=4)
     opts.update({'default_hooks.checkpoint.backend_args.backend': 'slow_atomic_local',

@@ -11,9 +11,11 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
+from mmkd_yolo.registry import MODELS
+from mmkd_yolo.utils.config import load_detector_cfg
 from mmkd_yolo.utils.setup import prepare_train_cfg
 
-from ..conftest import KD_CWD_S2N, KD_OUT_S2N, REPO, STUDENT_N, quick_options
+from ..conftest import KD_CWD_S2N, KD_OUT_S2N, REPO, STUDENT_N, TEACHER_S, quick_options
 
 
 def cli_options(opts):
@@ -73,15 +75,14 @@ def test_teacher_frozen_and_resume_restores_connectors(shapes_dir, tmp_path, mon
     monkeypatch.chdir(shapes_dir)
     work_dir = tmp_path / 'work'
     # a teacher checkpoint, so the loaded teacher can be compared bit for bit
-    cfg = prepare_train_cfg(KD_CWD_S2N, cfg_options=quick_options(work_dir, epochs=1))
-    runner = Runner.from_cfg(cfg)
     teacher_path = tmp_path / 'teacher.pth'
-    torch.save({'state_dict': runner.model.teacher.state_dict()}, teacher_path)
-    teacher_before = {k: v.clone() for k, v in runner.model.teacher.state_dict().items()}
+    torch.save({'state_dict': MODELS.build(load_detector_cfg(TEACHER_S)).state_dict()},
+               teacher_path)
 
     cfg = prepare_train_cfg(KD_CWD_S2N, t_weights=str(teacher_path),
                             cfg_options=quick_options(work_dir, epochs=1))
     runner = Runner.from_cfg(cfg)
+    teacher_before = {k: v.clone() for k, v in runner.model.teacher.state_dict().items()}
     runner.train()
     for key, value in runner.model.teacher.state_dict().items():
         assert torch.equal(value, teacher_before[key]), f'teacher changed: {key}'
