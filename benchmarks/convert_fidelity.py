@@ -6,7 +6,7 @@
 Converts the Ultralytics checkpoint (restricted unpickler), evaluates it with
 tools/test.py on mmyolo's YOLOv5-n config at 640 and 320 px, and prints mAP@0.5:0.95 and
 mAP@0.5 beside Ultralytics' own val.py on the same 128 images and labels (rectangular
-batches, conf 0.001, IoU 0.6).
+batches, conf 0.001, NMS IoU 0.6 on both sides).
 """
 import argparse
 import os.path as osp
@@ -26,7 +26,9 @@ def evaluate(ckpt, data, size, work_dir):
     out = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'test.py'), CONFIG, ckpt, '--data', data,
          '--img-size', str(size), '--work-dir', work_dir, '--cfg-options',
-         'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'],
+         'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
+         # Ultralytics val.py's NMS IoU (mmyolo's config uses 0.65): the same protocol
+         'model.test_cfg.nms.iou_threshold=0.6'],
         capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(out.stdout[-2000:] + out.stderr[-3000:])
