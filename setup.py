@@ -35,7 +35,7 @@ setup(
     # torch is not pinned here so that an installed (CUDA) torch is kept;
     # tools/misc/install_env.sh installs torch==2.13.0 when none is present.
     # mmcv is left to install_env.sh: pip cannot build 2.0.x against torch >= 2.1.
-    install_requires=['torch>=2.4'] + parse_requirements('runtime.txt')
+    install_requires=['torch>=2.6'] + parse_requirements('runtime.txt')
     + parse_requirements('mminstall.txt', skip=('mmcv', )),
     extras_require={'tests': parse_requirements('tests.txt')},
     license='Apache License 2.0',

@@ -60,7 +60,7 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
 fi
 "$PY" -c 'import sys, torch
 v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
-sys.exit(v < (2, 4))' || die "torch $("$PY" -c 'import torch; print(torch.__version__)') is too old: >= 2.4 is needed for safe checkpoint loading"
+sys.exit(v < (2, 6))' || die "torch $("$PY" -c 'import torch; print(torch.__version__)') is too old: >= 2.6 is needed (safe checkpoint loading with an allow-list)"
 "${PIP[@]}" install -q -r requirements/build.txt -r requirements/runtime.txt -r requirements/tests.txt
 
 # --- the OpenMMLab packages (pure Python; mmcv imports mmengine) ---------------------------
