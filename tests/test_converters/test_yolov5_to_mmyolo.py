@@ -198,3 +198,9 @@ def test_teacher_from_ultralytics_pt(synthetic_pt, tmp_path, monkeypatch):
     cfg.model.teacher = dict(cfg_path=STUDENT_N.replace('yolov5_n', 'yolov5_s'))
     with pytest.raises(CheckpointError, match='depth/width 0.33/0.25'):
         MODELS.build(cfg.model)
+    # data with another class count than the checkpoint's (as --data sets both to 2)
+    cfg.model.teacher = load_detector_cfg(STUDENT_N)
+    for model_cfg in (cfg.model.architecture, cfg.model.teacher):
+        model_cfg.bbox_head.head_module.num_classes = 2
+    with pytest.raises(CheckpointError, match='are for 3 classes.*num_classes=2'):
+        MODELS.build(cfg.model)
