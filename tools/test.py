@@ -28,7 +28,6 @@ def parse_args():
 def main():
     args = parse_args()
     try:
-        import mmkd_yolo  # noqa: F401
         from mmengine.runner import Runner
         if not osp.isfile(args.checkpoint):
             raise CheckpointError(f'checkpoint {args.checkpoint!r} does not exist.')

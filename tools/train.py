@@ -6,6 +6,7 @@
 import argparse
 import sys
 
+# (importing mmkd_yolo applies its compat measures and registers its modules)
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from mmkd_yolo.utils.setup import add_common_args, prepare_train_cfg, set_local_rank
 
@@ -40,7 +41,6 @@ def parse_args():
 def main():
     args = parse_args()
     try:
-        import mmkd_yolo  # noqa: F401  (compat measures, registries)
         from mmengine.runner import Runner
         cfg = prepare_train_cfg(
             args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,

@@ -148,8 +148,7 @@ class YOLOv5Distill(SingleTeacherDistill):
         self.eval()
         x = torch.zeros(1, 3, 64, 64, device=next(self.student.parameters()).device)
         try:
-            with self.distiller.teacher_recorders:
-                self.teacher._forward(x.contiguous(memory_format=torch.channels_last))
+            self.teacher_forward(x)
             with self.distiller.student_recorders:
                 self.student._forward(x)
             for loss_name, mapping in self.distiller.loss_forward_mappings.items():
@@ -183,6 +182,24 @@ class YOLOv5Distill(SingleTeacherDistill):
         finally:
             self.train(was_training)
 
+    @torch.no_grad()
+    def teacher_forward(self, batch_inputs: torch.Tensor) -> tuple:
+        """Backbone + neck + head of the teacher, recorded by the teacher recorders.
+
+        Args:
+            batch_inputs (Tensor): Preprocessed images, shape (N, 3, H, W).
+
+        Returns:
+            tuple: The head outputs (cls_scores, bbox_preds, objectnesses).
+        """
+        with self.distiller.teacher_recorders:
+            out = self.teacher._forward(
+                batch_inputs.contiguous(memory_format=torch.channels_last))
+        # back to the default memory format: losses such as CWD ``view`` the records
+        for recorder in self.distiller.teacher_recorders.recorders.values():
+            recorder._data_buffer = [_contiguous(r) for r in recorder.data_buffer]
+        return out
+
     def train(self, mode: bool = True) -> 'YOLOv5Distill':
         """Set the student (and connectors) to ``mode``; the teacher stays in eval."""
         super().train(mode)
@@ -205,10 +222,7 @@ class YOLOv5Distill(SingleTeacherDistill):
         """
         losses: LossResults = {}
         if not self.distillation_stopped:
-            with self.distiller.teacher_recorders, torch.no_grad():
-                self.teacher._forward(batch_inputs.contiguous(memory_format=torch.channels_last))
-            for recorder in self.distiller.teacher_recorders.recorders.values():
-                recorder._data_buffer = [_contiguous(r) for r in recorder.data_buffer]
+            self.teacher_forward(batch_inputs)
         with self.distiller.student_recorders:
             student_losses = self.student(batch_inputs, data_samples, mode='loss')
         losses.update(add_prefix(student_losses, 'student'))
@@ -244,7 +258,7 @@ class YOLOv5Distill(SingleTeacherDistill):
 
 
 def _contiguous(data):
-    """Records in the default memory format (losses such as CWD ``view`` them)."""
+    """Tensors (nested in lists/tuples) in the default memory format."""
     if isinstance(data, torch.Tensor):
         return data.contiguous()
     if isinstance(data, (list, tuple)):

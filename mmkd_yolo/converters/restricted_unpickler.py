@@ -127,6 +127,8 @@ def restricted_load(path: str) -> Any:
         CheckpointError: The file is missing or not a torch file.
     """
     try:
+        # weights_only=False only lets torch use our pickle_module: torch's unpickler then
+        # subclasses RestrictedUnpickler, so every global still goes through find_class.
         return torch.load(path, map_location='cpu', weights_only=False,
                           pickle_module=_PICKLE_MODULE)
     except (UnsafeCheckpointError, FileNotFoundError):

@@ -1,22 +1,18 @@
 """Ultralytics YOLOv5 (v6.0 - v7.0, P5) checkpoint -> mmyolo YOLOv5 state dict."""
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
+import io
 import os.path as osp
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from ..engine.atomic_local_backend import AtomicLocalBackend
 from ..errors import CheckpointError
+from ..utils.cache import cache_dir, file_sha256
 from .restricted_unpickler import PickledModule, restricted_load
-
-#: mmyolo's YOLOv5 anchors (pixels), the default of its configs.
-MMYOLO_ANCHORS = [[(10, 13), (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)],
-                  [(116, 90), (156, 198), (373, 326)]]
-
 
 def _mmyolo_key_map() -> Dict[str, str]:
     """mmyolo's own P5 key mapping (``tools/model_converters/yolov5_to_mmyolo.py``).
@@ -75,11 +71,12 @@ def _class_names(names: Any, nc: int) -> List[str]:
     return [f'class{i}' for i in range(nc)]
 
 
-def convert_yolov5_checkpoint(path: str) -> Dict[str, Any]:
+def convert_yolov5_checkpoint(path: str, sha256: Optional[str] = None) -> Dict[str, Any]:
     """Convert an Ultralytics YOLOv5 P5 checkpoint to an mmyolo checkpoint dict.
 
     Args:
         path (str): ``yolov5{n,s,m,l,x}.pt`` or a custom-trained one (v6.0 - v7.0).
+        sha256 (str, optional): The file's SHA-256, when the caller has it already.
 
     Returns:
         dict: ``state_dict`` (float32, mmyolo names) and ``meta`` with
@@ -135,8 +132,6 @@ def convert_yolov5_checkpoint(path: str) -> Dict[str, Any]:
         stride = getattr(model, 'stride', torch.tensor([8., 16., 32.]))
     anchors = (raw['model.24.anchors'].float() * stride.float().view(-1, 1, 1))
     anchors = [[tuple(round(v, 2) for v in a) for a in level] for level in anchors.tolist()]
-    with open(path, 'rb') as f:
-        sha256 = hashlib.sha256(f.read()).hexdigest()
     meta = dict(
         deepen_factor=deepen,
         widen_factor=widen,
@@ -145,36 +140,28 @@ def convert_yolov5_checkpoint(path: str) -> Dict[str, Any]:
         anchors=anchors,
         ema=use_ema,
         source=osp.abspath(path),
-        sha256=sha256,
+        sha256=sha256 or file_sha256(path),
         converted_by='mmkd_yolo.converters.yolov5_to_mmyolo')
     return dict(state_dict=state, meta=meta)
 
 
-def converted_cache_path(path: str, cache_dir: Optional[str] = None) -> str:
-    """Where the conversion of ``path`` is cached: keyed by the file's content."""
-    cache_dir = cache_dir or os.environ.get('MMKD_CACHE') or osp.join(
-        os.environ.get('XDG_CACHE_HOME', osp.expanduser('~/.cache')), 'mmkd_yolo')
-    with open(path, 'rb') as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    name = osp.splitext(osp.basename(path))[0]
-    return osp.join(cache_dir, 'converted', f'{name}-{digest}.pth')
-
-
 def load_or_convert(path: str) -> Tuple[Dict[str, Any], str]:
-    """The mmyolo checkpoint for an Ultralytics ``.pt``: converted once, then cached.
+    """The mmyolo checkpoint for an Ultralytics ``.pt``: converted once, then cached
+    under the cache folder, keyed by the file's content.
 
     Returns:
         tuple: (checkpoint dict, path of the cached conversion).
     """
     from ..compat import load_checkpoint_file
-    cached = converted_cache_path(path)
+    sha256 = file_sha256(path)
+    name = osp.splitext(osp.basename(path))[0]
+    cached = cache_dir('converted', f'{name}-{sha256[:16]}.pth')
     if osp.isfile(cached):
         return load_checkpoint_file(cached, map_location='cpu'), cached
-    ckpt = convert_yolov5_checkpoint(path)
-    os.makedirs(osp.dirname(cached), exist_ok=True)
-    tmp = f'{cached}.tmp{os.getpid()}'
-    torch.save(ckpt, tmp)
-    os.replace(tmp, cached)
+    ckpt = convert_yolov5_checkpoint(path, sha256=sha256)
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    AtomicLocalBackend().put(buffer.getvalue(), cached)
     return ckpt, cached
 
 

@@ -23,7 +23,9 @@ import yaml
 from mmengine.logging import MMLogger, print_log
 from PIL import Image
 
+from ..engine.atomic_local_backend import AtomicLocalBackend
 from ..errors import DataError
+from ..utils.cache import cache_dir as default_cache_dir
 
 IMG_EXTS = ('.bmp', '.dng', '.jpeg', '.jpg', '.mpo', '.png', '.tif', '.tiff', '.webp')
 _EPS = 1e-6
@@ -149,9 +151,13 @@ def _orphan_labels(images: List[str], sources: Sequence[str]) -> List[str]:
 
 
 def yolo_split_to_coco(sources: Sequence[str], names: Sequence[str],
-                       logger: Optional[MMLogger] = None) -> Dict:
-    """COCO dict for one split (images with absolute ``file_name``s, category ids 1..nc)."""
-    images = list_images(sources)
+                       logger: Optional[MMLogger] = None,
+                       images: Optional[List[str]] = None) -> Dict:
+    """COCO dict for one split (images with absolute ``file_name``s, category ids 1..nc).
+
+    ``images`` is :func:`list_images` of ``sources`` when the caller has it already.
+    """
+    images = list_images(sources) if images is None else images
     if not images:
         raise DataError(f'no images found in {list(sources)}.')
     coco = dict(images=[], annotations=[],
@@ -180,9 +186,9 @@ def yolo_split_to_coco(sources: Sequence[str], names: Sequence[str],
     return coco
 
 
-def _fingerprint(sources: Sequence[str], names: Sequence[str]) -> str:
+def _fingerprint(sources: Sequence[str], names: Sequence[str], images: List[str]) -> str:
     h = hashlib.sha1(json.dumps([list(sources), list(names)]).encode())
-    for path in list_images(sources):
+    for path in images:
         h.update(path.encode())
         lbl = label_path(path)
         if osp.isfile(lbl):
@@ -193,17 +199,17 @@ def _fingerprint(sources: Sequence[str], names: Sequence[str]) -> str:
 
 def coco_json_for(sources: Sequence[str], names: Sequence[str],
                   cache_dir: Optional[str] = None) -> str:
-    """Path of the (cached) COCO json of a split; converted when labels changed."""
-    cache_dir = cache_dir or os.environ.get('MMKD_CACHE') or osp.join(
-        os.environ.get('XDG_CACHE_HOME', osp.expanduser('~/.cache')), 'mmkd_yolo')
-    out = osp.join(cache_dir, 'datasets', f'coco-{_fingerprint(sources, names)}.json')
+    """Path of the (cached) COCO json of a split; converted when labels changed.
+
+    ``cache_dir`` defaults to the project's cache folder.
+    """
+    images = list_images(sources)
+    name = f'coco-{_fingerprint(sources, names, images)}.json'
+    out = (osp.join(cache_dir, 'datasets', name) if cache_dir else
+           default_cache_dir('datasets', name))
     if not osp.isfile(out):
-        coco = yolo_split_to_coco(sources, names)
-        os.makedirs(osp.dirname(out), exist_ok=True)
-        tmp = f'{out}.tmp{os.getpid()}'
-        with open(tmp, 'w') as f:
-            json.dump(coco, f)
-        os.replace(tmp, out)
+        coco = yolo_split_to_coco(sources, names, images=images)
+        AtomicLocalBackend().put(json.dumps(coco).encode(), out)
     return out
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
-import torch
 from mmengine.dist import get_world_size
 from torch import Tensor, nn
 

@@ -118,6 +118,7 @@ def apply_distill_switches(cfg: Config, d_output: bool = False, d_feature: bool 
                 preds_T=dict(from_student=False, recorder=f'neck{i}'))
         refit_connectors(cfg)
 
+
 def refit_connectors(cfg: Config) -> None:
     """Make the neck-feature connectors fit the student's and teacher's widths, in place.
 

@@ -80,8 +80,7 @@ def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
              f'{time.time() - start - built:.1f}s']
     for name, net, fwd in (
             ('student', model.student, model.student._forward),
-            ('teacher', model.teacher,
-             lambda t: model.teacher._forward(t.contiguous(memory_format=torch.channels_last)))):
+            ('teacher', model.teacher, model.teacher_forward)):
         params = sum(p.numel() for p in net.parameters())
         lines.append(f'{name}: {type(net).__name__}, {params / 1e6:.2f}M parameters, '
                      f'{conv_gflops(net, fwd, x):.2f} GFLOPs per {img_size}px image, '

@@ -11,7 +11,6 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ..datasets.yolo_data import apply_data_yaml
-from ..engine.atomic_local_backend import AtomicLocalBackend  # noqa: F401
 from ..errors import ConfigError
 from .checkpoints import find_resume_checkpoint
 from .config import (apply_distill_switches, load_detector_cfg, package_config_path,

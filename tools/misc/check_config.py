@@ -29,14 +29,14 @@ def main():
     from mmengine.logging import MMLogger
 
     from mmkd_yolo.utils.dry_run import dry_run
-    from mmkd_yolo.utils.setup import is_distill_cfg, load_config, prepare_train_cfg
+    from mmkd_yolo.utils.setup import is_distill_cfg, prepare_train_cfg
     MMLogger.get_instance('check_config', log_level='INFO')
     try:
-        if not is_distill_cfg(load_config(args.config)):
-            raise ConfigError(f'{args.config} is not a distillation config (no teacher).')
         cfg = prepare_train_cfg(args.config, t_weights=args.t_weights, t_cfg=args.t_cfg,
                                 d_output=args.d_output, d_feature=args.d_feature,
                                 data=args.data)
+        if not is_distill_cfg(cfg):
+            raise ConfigError(f'{args.config} is not a distillation config (no teacher).')
         lines = dry_run(cfg, img_size=args.img_size, batch_size=args.batch_size)
     except (ConfigError, CheckpointError, DataError, NonFiniteLossError) as e:
         sys.exit(f'error: {e}')
