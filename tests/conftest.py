@@ -10,6 +10,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')
 CPU_TAIL = 'v61_fast_1xb16-40e_shapes-160.py'
 KD_OUT_S2N = osp.join(CONFIGS, 'distill', 'yolov5', f'kd-out_yolov5_s-to-n-{CPU_TAIL}')
+KD_OUT_N2N = osp.join(CONFIGS, 'distill', 'yolov5', f'kd-out_yolov5_n-to-n-{CPU_TAIL}')
 KD_CWD_S2N = osp.join(CONFIGS, 'distill', 'yolov5', f'kd-out-cwd_yolov5_s-to-n-{CPU_TAIL}')
 STUDENT_N = osp.join(CONFIGS, 'yolov5', f'yolov5_n-{CPU_TAIL}')
 TEACHER_S = osp.join(CONFIGS, 'yolov5', f'yolov5_s-{CPU_TAIL}')

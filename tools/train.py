@@ -21,6 +21,11 @@ def parse_args():
     parser.add_argument('--data', metavar='DATA_YAML',
                         help='Ultralytics data.yaml: train/val sets and class count of '
                         'student and teacher')
+    parser.add_argument('--weights', metavar='PATH',
+                        help="the student's starting weights (Ultralytics .pt or mmyolo / "
+                        'distillation checkpoint)')
+    parser.add_argument('--img-size', type=int, metavar='N',
+                        help='train and evaluate at N px (pipelines and loss weights)')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--d-output', action='store_true',
                       help='distill the head outputs only (drops feature parts)')
@@ -46,7 +51,8 @@ def main():
             args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
             cfg_options=args.cfg_options, launcher=args.launcher,
             t_weights=args.t_weights, t_cfg=args.t_cfg, d_output=args.d_output,
-            d_feature=args.d_feature, data=args.data)
+            d_feature=args.d_feature, data=args.data,
+            weights=args.weights, img_size=args.img_size)
         runner = Runner.from_cfg(cfg)
     except (ConfigError, CheckpointError, DataError) as e:
         sys.exit(f'error: {e}')

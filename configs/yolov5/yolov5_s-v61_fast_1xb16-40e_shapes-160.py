@@ -1,9 +1,9 @@
-# YOLOv5-s on the generated shapes dataset (tools/misc/make_shapes_data.py), 160 px,
+# YOLOv5-s on the generated shapes dataset (mmkd_yolo.datasets.make_shapes_dataset), 160 px,
 # 40 epochs, one CPU or GPU: the CPU-scale base of the demo and of the cpu distill configs.
 _base_ = 'mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py'
 
 data_root = 'data/shapes/'
-class_name = ('red_square', 'green_circle', 'blue_triangle')
+class_name = ('square', 'circle', 'triangle', 'diamond', 'ring', 'cross', 'star', 'hexagon')
 num_classes = len(class_name)
 metainfo = dict(classes=class_name)
 img_scale = (160, 160)  # width, height

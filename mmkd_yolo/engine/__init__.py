@@ -1,4 +1,5 @@
 from .atomic_local_backend import AtomicLocalBackend
+from .stop_distill_hook import StopDistillLastEpochsHook
 from .yolov5_distill_optim_constructor import YOLOv5DistillOptimizerConstructor
 
-__all__ = ['AtomicLocalBackend', 'YOLOv5DistillOptimizerConstructor']
+__all__ = ['AtomicLocalBackend', 'StopDistillLastEpochsHook', 'YOLOv5DistillOptimizerConstructor']

@@ -1,9 +1,12 @@
-"""Teacher-objectness-weighted output distillation for YOLOv5 heads."""
+"""Bounded, teacher-confidence-weighted output distillation for YOLOv5 heads."""
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
+import torch
+import torch.nn.functional as F
 from mmengine.dist import get_world_size
+from mmyolo.models.losses import bbox_overlaps
 from torch import Tensor, nn
 
 from ..registry import MODELS
@@ -13,48 +16,93 @@ from ..registry import MODELS
 HeadOutputs = Tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor]]
 
 
-@MODELS.register_module()
-class YOLOv5OutputDistillLoss(nn.Module):
-    """Output distillation of the YOLOv5 distillation scripts
-    (``compute_distillation_output_loss``, after `Hinton et al., Distilling the
-    Knowledge in a Neural Network <https://arxiv.org/abs/1503.02531>`_), on mmyolo heads.
+def bernoulli_kl(s_logits: Tensor, t_logits: Tensor, tau: float = 1.0) -> Tensor:
+    """Element-wise KL(teacher || student) of independent Bernoulli outputs.
 
-    Per detection level ``i``, on the raw predictions (before sigmoid) of student ``s``
-    and teacher ``t``, with ``w = sigmoid(t_obj)``::
-
-        L_box = mean((s_xywh - t_xywh)^2 * w)
-        L_obj = mean((s_obj - t_obj)^2 * w)
-        L_cls = mean((s_cls - t_cls)^2 * w)      # only when num_classes > 1
-
-    Each part is summed over levels and multiplied by its weight, by ``loss_weight`` and by
-    ``batch_size * world_size``. That last factor is the one mmyolo's ``YOLOv5Head``
-    applies to the student loss (as Ultralytics does), so ``loss_weight=10`` keeps the
-    reference recipe's balance ``loss = s_loss + 10 * d_loss`` with ``d_loss`` scaled by
-    the batch size. The part weights default to the student head's own
-    ``loss_bbox / loss_obj / loss_cls`` weights (mmyolo's equivalent of Ultralytics'
-    ``hyp['box'/'obj'/'cls']`` after their scaling by levels, classes and image size);
-    :class:`YOLOv5Distill` fills them in from the student.
+    Equal to BCE(s, sigmoid(t)) minus the teacher's entropy: the same gradient as BCE
+    against the teacher's probability, ``(sigmoid(s / tau) - sigmoid(t / tau)) / tau``,
+    bounded by ``1 / tau`` per logit, and zero where student and teacher agree.
 
     Args:
-        loss_weight (float): Overall weight (the scripts' ``d_weight``). Defaults to 10.
+        s_logits (Tensor): Student logits, any shape.
+        t_logits (Tensor): Teacher logits, same shape (not differentiated).
+        tau (float): Temperature.
+
+    Returns:
+        Tensor: Same shape as the inputs, non-negative.
+    """
+    s, t = s_logits / tau, t_logits.detach() / tau
+    p_t = t.sigmoid()
+    return (F.binary_cross_entropy_with_logits(s, p_t, reduction='none') -
+            F.binary_cross_entropy_with_logits(t, p_t, reduction='none'))
+
+
+def decode_xywh(bbox_pred: Tensor, priors: Tensor) -> Tensor:
+    """YOLOv5's box decoding in grid units, as mmyolo's ``YOLOv5Head`` does in its loss.
+
+    Args:
+        bbox_pred (Tensor): Raw box outputs, shape (N, A, 4, H, W).
+        priors (Tensor): Anchor sizes in grid units of this level, shape (A, 2).
+
+    Returns:
+        Tensor: (x, y, w, h) relative to the cell, shape (N, A, H, W, 4).
+    """
+    p = bbox_pred.permute(0, 1, 3, 4, 2).sigmoid()
+    xy = p[..., :2] * 2 - 0.5
+    wh = (p[..., 2:] * 2)**2 * priors[None, :, None, None, :]
+    return torch.cat((xy, wh), dim=-1)
+
+
+@MODELS.register_module()
+class YOLOv5OutputDistillLoss(nn.Module):
+    """YOLOv5's own detection loss with the teacher's predictions as soft targets.
+
+    The raw-MSE loss of the YOLOv5 distillation scripts
+    (:class:`YOLOv5MSEOutputDistillLoss`) squares differences of raw logits summed over
+    every class and cell: unbounded, and with a pretrained student it swamps the
+    detection loss and wrecks the student (see the README's gain study). This loss keeps
+    the scripts' teacher-objectness weighting but gives every part the form and scale of
+    mmyolo's ``YOLOv5Head.loss_by_feat``, so ``loss_weight=1`` weighs distillation like
+    the ground truth. Per level ``i``, with ``w = sigmoid(t_obj)`` (the teacher's
+    confidence that an anchor holds an object)::
+
+        L_obj = mean over all anchors of KL(sigmoid(t_obj) || sigmoid(s_obj)) * obj_level_weight_i
+        L_cls = sum(w * mean_c KL(sigmoid(t_cls) || sigmoid(s_cls))) / max(sum(w), 1)
+        L_box = sum(w * (1 - CIoU(decode(s_box), decode(t_box)))) / max(sum(w), 1)
+
+    (KL of Bernoulli outputs: BCE against the teacher's probability minus its entropy,
+    see :func:`bernoulli_kl`; boxes decoded as the YOLOv5 head decodes them, in grid units
+    of their anchors.) Every gradient is bounded: at most ``1 / tau`` per logit for obj and
+    cls, and CIoU's for boxes. The parts are summed over levels, multiplied by the student
+    head's ``loss_obj / loss_cls / loss_bbox`` weights, by ``loss_weight`` and by batch
+    size x world size, the factor mmyolo applies to the student loss.
+
+    Args:
+        loss_weight (float): Overall weight against the student loss. Defaults to 1.
+        tau (float): Temperature of the obj and cls KL (multiplied back by ``tau**2``).
+            Defaults to 1.
         box_weight (float, optional): Weight of ``L_box``. Defaults to the student's.
         obj_weight (float, optional): Weight of ``L_obj``. Defaults to the student's.
         cls_weight (float, optional): Weight of ``L_cls``. Defaults to the student's.
     """
 
     def __init__(self,
-                 loss_weight: float = 10.0,
+                 loss_weight: float = 1.0,
+                 tau: float = 1.0,
                  box_weight: Optional[float] = None,
                  obj_weight: Optional[float] = None,
                  cls_weight: Optional[float] = None) -> None:
         super().__init__()
         self.loss_weight = loss_weight
+        self.tau = tau
         self.box_weight = box_weight
         self.obj_weight = obj_weight
         self.cls_weight = cls_weight
+        self.obj_level_weights: Optional[Sequence[float]] = None
+        self.register_buffer('priors', None, persistent=False)
 
     def inherit_head_weights(self, head: nn.Module) -> None:
-        """Take unset part weights from an mmyolo ``YOLOv5Head``'s loss weights.
+        """Take the student ``YOLOv5Head``'s loss weights, level weights and anchors.
 
         Args:
             head (nn.Module): The student's ``bbox_head``.
@@ -65,6 +113,9 @@ class YOLOv5OutputDistillLoss(nn.Module):
             self.obj_weight = float(head.loss_obj.loss_weight)
         if self.cls_weight is None:
             self.cls_weight = float(head.loss_cls.loss_weight)
+        self.obj_level_weights = list(head.obj_level_weights)
+        # anchor sizes in grid units of each level, shape (num_levels, A, 2)
+        self.priors = head.priors_base_sizes.detach().clone()
 
     def forward(self, s_preds: HeadOutputs, t_preds: HeadOutputs) -> Dict[str, Tensor]:
         """Compute the loss parts.
@@ -78,10 +129,12 @@ class YOLOv5OutputDistillLoss(nn.Module):
         Returns:
             dict[str, Tensor]: ``box``, ``obj`` and (when nc > 1) ``cls``, each a scalar.
         """
-        if None in (self.box_weight, self.obj_weight, self.cls_weight):
+        if self.priors is None or None in (self.box_weight, self.obj_weight,
+                                           self.cls_weight):
             raise RuntimeError(
-                'YOLOv5OutputDistillLoss has no box/obj/cls weights: set them in the '
-                'config or build it inside YOLOv5Distill, which takes the student\'s.')
+                'YOLOv5OutputDistillLoss has no head weights and anchors: build it inside '
+                'YOLOv5Distill, which takes them from the student '
+                '(or call inherit_head_weights(student.bbox_head)).')
         s_cls, s_box, s_obj = s_preds
         t_cls, t_box, t_obj = t_preds
         zero = s_box[0].new_zeros(())
@@ -95,15 +148,27 @@ class YOLOv5OutputDistillLoss(nn.Module):
                     f'{tuple(s_cls[i].shape)} and teacher {tuple(t_box[i].shape)}/'
                     f'{tuple(t_cls[i].shape)} differ; teacher and student need the same '
                     'anchors, classes and strides.')
+            # in float32 also under autocast: sigmoid/KL of half-precision logits lose
+            # the small differences this loss is about
+            s_obj_i, t_obj_i = s_obj[i].float(), t_obj[i].detach().float()
+            weight = t_obj_i.sigmoid()  # (N, A, H, W)
+            norm = weight.sum().clamp(min=1.0)
+            l_obj = l_obj + bernoulli_kl(s_obj_i, t_obj_i, self.tau).mean() * (
+                self.obj_level_weights[i] * self.tau**2)
+
+            s_xywh = decode_xywh(s_box[i].float().view(n, a, 4, h, w), self.priors[i])
+            t_xywh = decode_xywh(t_box[i].detach().float().view(n, a, 4, h, w),
+                                 self.priors[i])
+            ciou = bbox_overlaps(s_xywh.reshape(-1, 4), t_xywh.reshape(-1, 4),
+                                 iou_mode='ciou', bbox_format='xywh')
+            l_box = l_box + ((1.0 - ciou) * weight.reshape(-1)).sum() / norm
+
             nc = s_cls[i].shape[1] // a
             multi_class = nc > 1
-            weight = t_obj[i].detach().sigmoid().view(n, a, 1, h, w)
-            l_box = l_box + (((s_box[i] - t_box[i].detach())**2).view(n, a, 4, h, w) *
-                             weight).mean()
-            l_obj = l_obj + ((s_obj[i] - t_obj[i].detach())**2 * weight.view(n, a, h, w)).mean()
             if multi_class:
-                l_cls = l_cls + (((s_cls[i] - t_cls[i].detach())**2).view(n, a, nc, h, w) *
-                                 weight).mean()
+                kl = bernoulli_kl(s_cls[i].float().view(n, a, nc, h, w),
+                                  t_cls[i].detach().float().view(n, a, nc, h, w), self.tau)
+                l_cls = l_cls + (kl.mean(dim=2) * weight).sum() / norm * self.tau**2
         scale = self.loss_weight * s_box[0].shape[0] * get_world_size()
         losses = dict(box=l_box * self.box_weight * scale, obj=l_obj * self.obj_weight * scale)
         if multi_class:

@@ -62,7 +62,9 @@ def prepare_train_cfg(config: str,
                       t_cfg: Optional[str] = None,
                       d_output: bool = False,
                       d_feature: bool = False,
-                      data: Optional[str] = None) -> Config:
+                      data: Optional[str] = None,
+                      weights: Optional[str] = None,
+                      img_size: Optional[int] = None) -> Config:
     """Everything ``tools/train.py`` does to a config before the Runner is built.
 
     Args:
@@ -78,6 +80,8 @@ def prepare_train_cfg(config: str,
         d_output (bool): Distill outputs only.
         d_feature (bool): Distill outputs and neck features.
         data (str, optional): An Ultralytics ``data.yaml``: datasets and class count.
+        weights (str, optional): The student's starting weights.
+        img_size (int, optional): Train and evaluate at this size (px).
 
     Returns:
         Config: Ready for ``Runner.from_cfg``.
@@ -87,6 +91,10 @@ def prepare_train_cfg(config: str,
     apply_teacher_args(cfg, t_weights, t_cfg)
     if data:
         apply_data_yaml(cfg, data)
+    if img_size:
+        set_img_size(cfg, img_size)
+    if weights:
+        apply_student_weights(cfg, weights)
     if d_output or d_feature:
         if not is_distill_cfg(cfg):
             raise ConfigError('--d-output/--d-feature need a distillation config '
@@ -154,15 +162,94 @@ def setup_distributed(cfg: Config) -> None:
             model.use_syncbn = False
 
 
+def _inner_dataset(loader_cfg: dict) -> dict:
+    dataset = loader_cfg['dataset']
+    while 'dataset' in dataset:  # dataset wrappers
+        dataset = dataset['dataset']
+    return dataset
+
+
+def _set_transform_sizes(transforms: list, size: int) -> None:
+    """Sizes in a pipeline, also inside nested ``pre_transform`` lists (MixUp's Mosaic)."""
+    for transform in transforms:
+        if 'img_scale' in transform:
+            transform['img_scale'] = (size, size)
+        if 'scale' in transform:
+            transform['scale'] = (size, size)
+        if transform.get('type', '').endswith('YOLOv5RandomAffine') and 'border' in transform:
+            transform['border'] = (-size // 2, -size // 2)
+        if isinstance(transform.get('pre_transform'), list):
+            _set_transform_sizes(transform['pre_transform'], size)
+
+
 def set_test_img_scale(cfg: Config, size: int) -> None:
     """Evaluate at ``size`` px: the test pipeline's resizes and the batch shapes."""
     for loader in ('val_dataloader', 'test_dataloader'):
-        dataset = cfg[loader]['dataset']
-        for transform in dataset['pipeline']:
-            if 'scale' in transform:
-                transform['scale'] = (size, size)
+        if loader not in cfg:
+            continue
+        dataset = _inner_dataset(cfg[loader])
+        _set_transform_sizes(dataset['pipeline'], size)
         if dataset.get('batch_shapes_cfg'):
             dataset['batch_shapes_cfg']['img_size'] = size
+
+
+def set_img_size(cfg: Config, size: int) -> None:
+    """``--img-size``: train and evaluate at ``size`` px, as Ultralytics' ``--img``.
+
+    Sets the train pipeline (Mosaic, random-affine border, resizes), the val/test
+    pipelines and batch shapes, and rescales the objectness loss weight by
+    ``(size / old size)**2``, the factor mmyolo's YOLOv5 configs compute from
+    ``img_scale`` when they are parsed (too early for a command-line change).
+    """
+    if size <= 0 or size % 32:
+        raise ConfigError(f'--img-size {size}: must be a positive multiple of 32 (the '
+                          'largest YOLOv5 stride).')
+    old = cfg.get('img_scale')
+    if old is None:
+        raise ConfigError('--img-size needs a config with `img_scale` (mmyolo YOLOv5 '
+                          'configs and those in configs/ have it).')
+    _set_transform_sizes(_inner_dataset(cfg.train_dataloader)['pipeline'], size)
+    set_test_img_scale(cfg, size)
+    factor = (size / old[0])**2
+    for model in _detector_cfgs(cfg):
+        loss_obj = model.get('bbox_head', {}).get('loss_obj')
+        if loss_obj is not None and 'loss_weight' in loss_obj:
+            loss_obj['loss_weight'] = loss_obj['loss_weight'] * factor
+    cfg.img_scale = (size, size)
+
+
+def _detector_cfgs(cfg: Config) -> list:
+    """The detector configs of ``cfg.model``: student and teacher, or the plain model."""
+    if is_distill_cfg(cfg):
+        cfg.model.architecture = resolve_detector_cfg(cfg.model.architecture)
+        cfg.model.teacher = resolve_detector_cfg(cfg.model.teacher)
+        return [cfg.model.architecture, cfg.model.teacher]
+    return [cfg.model]
+
+
+def apply_student_weights(cfg: Config, path: str) -> None:
+    """``--weights``: initialise the student (or a plain model) from a checkpoint.
+
+    Takes an Ultralytics YOLOv5 ``.pt`` (converted once, without running its pickle, and
+    cached), an mmyolo checkpoint or a distillation checkpoint (its student). Tensors are
+    matched by name and shape (a head for another class count is left to train, as
+    Ultralytics does when fine-tuning on new classes); mmengine logs what did not fit.
+    Set as the detector's ``init_cfg``, so ``--resume`` still takes the run's own state.
+    """
+    from ..compat import load_checkpoint_file
+    from ..converters import is_ultralytics_checkpoint, load_or_convert
+    if not osp.isfile(path):
+        raise ConfigError(f'student weights {path!r} do not exist (--weights).')
+    if is_ultralytics_checkpoint(path):
+        ckpt, path = load_or_convert(path)
+    else:
+        ckpt = load_checkpoint_file(path, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    init = dict(type='Pretrained', checkpoint=path)
+    if any(str(k).startswith('architecture.') for k in state):
+        init['prefix'] = 'architecture.'  # a distillation checkpoint: its student
+    model = _detector_cfgs(cfg)[0]
+    model['init_cfg'] = init
 
 
 def set_local_rank(local_rank: int) -> None:

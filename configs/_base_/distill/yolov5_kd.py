@@ -9,7 +9,7 @@ kd_out_distiller = dict(
     type='ConfigurableDistiller',
     student_recorders=dict(preds=dict(type='ModuleOutputs', source='bbox_head.head_module')),
     teacher_recorders=dict(preds=dict(type='ModuleOutputs', source='bbox_head.head_module')),
-    distill_losses=dict(loss_out=dict(type='YOLOv5OutputDistillLoss', loss_weight=10.0)),
+    distill_losses=dict(loss_out=dict(type='YOLOv5OutputDistillLoss', loss_weight=1.0)),
     loss_forward_mappings=dict(
         loss_out=dict(
             s_preds=dict(from_student=True, recorder='preds'),

@@ -17,5 +17,5 @@ optim_wrapper = dict(constructor=_base_.kd_optim_constructor)
 model_wrapper_cfg = _base_.kd_model_wrapper_cfg
 # the last epochs train on the task loss alone, as mmyolo's RTMDet distillation does
 custom_hooks = _base_.custom_hooks + [
-    dict(type='mmrazor.StopDistillHook', stop_epoch=_base_.max_epochs - 5)
+    dict(type='mmkd_yolo.StopDistillLastEpochsHook', num_last_epochs=5)
 ]

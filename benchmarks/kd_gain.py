@@ -1,0 +1,344 @@
+"""Does distillation help the student? Plain vs distilled students, same schedule and seeds.
+
+    # real data, fine-tuning: the official YOLOv5n is the student's start and the teacher;
+    # coco128 split in two halves, train on one and evaluate on the other, then swap
+    python benchmarks/kd_gain.py real [--seeds 0 1 2] [--variants plain kd-out ...]
+    # the demo task: generated images, a YOLOv5-s teacher trained first, YOLOv5-n students
+    python benchmarks/kd_gain.py demo [--seeds 0 1 2]
+
+Every run is a plain ``tools/train.py`` run (plain and distilled launched the same way:
+``--data``, ``--img-size``, ``--weights``, ``--t-weights``) whose log and checkpoints stay
+in ``--out``; a finished run is skipped when the script is run again, an interrupted
+one is resumed. At the end: mean and std of the final mAP@.5:.95 / mAP@.5 per variant,
+the paired per-seed difference to the plain student with its standard error and a verdict
+(beyond 2 standard errors or not), as a table on stdout and in ``report.md``, and
+``curves.png`` (val mAP per epoch, mean and min-max band per variant).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SHARED = osp.join(osp.dirname(REPO), 'shared')
+TAIL = 'v61_fast_1xb16-40e_shapes-160.py'
+PLAIN_N = osp.join(REPO, 'configs', 'yolov5', f'yolov5_n-{TAIL}')
+TEACHER_S = osp.join(REPO, 'configs', 'yolov5', f'yolov5_s-{TAIL}')
+KD_N2N = osp.join(REPO, 'configs', 'distill', 'yolov5', f'kd-out_yolov5_n-to-n-{TAIL}')
+KD_S2N = osp.join(REPO, 'configs', 'distill', 'yolov5', f'kd-out_yolov5_s-to-n-{TAIL}')
+
+#: What each variant changes in the distillation config (a child config is written per
+#: variant), and extra command-line switches. ``None``: the plain student.
+OUT_LOSS = 'model.distiller.distill_losses.loss_out'
+VARIANTS: Dict[str, Optional[dict]] = {
+    'plain': None,
+    'kd-out': dict(),  # the shipped default
+    'kd-out-w0.5': dict(loss_out=dict(loss_weight=0.5)),
+    'kd-out-w2': dict(loss_out=dict(loss_weight=2.0)),
+    'kd-out-w4': dict(loss_out=dict(loss_weight=4.0)),
+    'kd-out-tau2': dict(loss_out=dict(tau=2.0)),
+    'kd-out-nostop': dict(num_last_epochs=0),
+    'kd-out-mse-w10': dict(loss_out=dict(_delete_=True, type='YOLOv5MSEOutputDistillLoss',
+                                         loss_weight=10.0)),
+    'kd-out-mse-w0.1': dict(loss_out=dict(_delete_=True, type='YOLOv5MSEOutputDistillLoss',
+                                          loss_weight=0.1)),
+    'kd-out-cwd': dict(switch='--d-feature'),
+}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('regime', choices=['real', 'demo'])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--variants', nargs='+', default=['plain', 'kd-out'],
+                        choices=list(VARIANTS))
+    parser.add_argument('--epochs', type=int, default=30)
+    parser.add_argument('--val-interval', type=int, default=5)
+    parser.add_argument('--out', help='work folder (default: work_dirs/kd_gain/<regime>)')
+    parser.add_argument('--coco128', default=osp.join(SHARED, 'data', 'coco128'),
+                        help='real regime: coco128 in Ultralytics layout')
+    parser.add_argument('--yolov5n', default=osp.join(SHARED, 'weights', 'yolov5n.pt'),
+                        help='real regime: the official YOLOv5n checkpoint')
+    parser.add_argument('--img-size', type=int, default=None,
+                        help='default: 320 (real), the demo data size (demo)')
+    parser.add_argument('--teacher-epochs', type=int, default=60, help='demo regime')
+    parser.add_argument('--data-root', default=osp.join(REPO, 'data', 'shapes_hard'),
+                        help='demo regime: where the generated set goes')
+    return parser.parse_args()
+
+
+# --- runs ---------------------------------------------------------------------------------
+def val_history(work_dir: str) -> List[dict]:
+    """Every validation of a run: ``{'epoch', 'mAP', 'mAP50'}``, in order."""
+    rows = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'coco/bbox_mAP' in rec:
+                    rows.append(dict(epoch=rec.get('step', len(rows) + 1),
+                                     mAP=rec['coco/bbox_mAP'], mAP50=rec['coco/bbox_mAP_50']))
+    by_epoch = {r['epoch']: r for r in rows}  # a resumed run may log an epoch twice
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def variant_config(name: str, kd_config: str, out: str) -> Optional[str]:
+    """A child config of ``kd_config`` with the variant's changes (None for plain)."""
+    spec = VARIANTS[name]
+    if spec is None:
+        return None
+    os.makedirs(osp.join(out, 'configs'), exist_ok=True)
+    path = osp.join(out, 'configs', f'{name}.py')
+    lines = [f'_base_ = {kd_config!r}']
+    if 'loss_out' in spec:
+        lines.append(f'model = dict(distiller=dict(distill_losses=dict(loss_out='
+                     f'{spec["loss_out"]!r})))')
+    if 'num_last_epochs' in spec:
+        lines.append('custom_hooks = [h for h in _base_.custom_hooks if h["type"] != '
+                     '"mmkd_yolo.StopDistillLastEpochsHook"] + [dict(type='
+                     f'"mmkd_yolo.StopDistillLastEpochsHook", num_last_epochs='
+                     f'{spec["num_last_epochs"]})]')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return path
+
+
+def train(work_dir: str, config: str, args: List[str], options: List[str]) -> float:
+    """One tools/train.py run, resumed if interrupted; seconds taken (0 if done before)."""
+    done = osp.join(work_dir, 'DONE')
+    if osp.isfile(done):
+        return 0.0
+    os.makedirs(work_dir, exist_ok=True)
+    resume = ['--resume'] if glob.glob(osp.join(work_dir, 'epoch_*.pth')) else []
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
+           *args, *resume, '--cfg-options', *options]
+    start = time.time()
+    with open(osp.join(work_dir, 'train.log'), 'a') as log:
+        log.write(' '.join(cmd) + '\n')
+        log.flush()
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    if code != 0:
+        sys.exit(f'[kd_gain] run failed (exit {code}): see {work_dir}/train.log')
+    open(done, 'w').close()
+    return time.time() - start
+
+
+def schedule_options(epochs: int, val_interval: int, seed: int) -> List[str]:
+    return [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={val_interval}',
+            f'default_hooks.param_scheduler.max_epochs={epochs}',
+            f'default_hooks.checkpoint.interval={val_interval}',
+            'default_hooks.checkpoint.max_keep_ckpts=1', f'randomness.seed={seed}']
+
+
+class Progress:
+    """``[k/n] name ... took 2m10s, ETA 14m`` lines from the runs actually trained."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.spent, self.trained = total, 0, 0.0, 0
+
+    def step(self, name: str, seconds: float) -> None:
+        self.done += 1
+        if seconds:
+            self.spent += seconds
+            self.trained += 1
+        left = self.total - self.done
+        eta = (f', ETA {_fmt(self.spent / self.trained * left)}'
+               if self.trained and left else '')
+        took = f'took {_fmt(seconds)}' if seconds else 'done before'
+        print(f'[kd_gain] [{self.done}/{self.total}] {name}: {took}{eta}', flush=True)
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f'{m}m{s:02d}s'
+
+
+# --- regimes ------------------------------------------------------------------------------
+def real_splits(args, out: str) -> Dict[str, str]:
+    """Two data.yaml files: train on one half of coco128, validate on the other."""
+    images = sorted(glob.glob(osp.join(args.coco128, 'images', '**', '*.jpg'), recursive=True))
+    if len(images) < 16:
+        sys.exit(f'[kd_gain] no coco128 images under {args.coco128} (--coco128)')
+    with open(osp.join(args.coco128, 'data.yaml')) as f:
+        names = [line.strip()[2:] for line in f if line.strip().startswith('- ')]
+    half = len(images) // 2
+    halves = {'A': images[:half], 'B': images[half:]}
+    os.makedirs(out, exist_ok=True)
+    for key, imgs in halves.items():
+        with open(osp.join(out, f'half{key}.txt'), 'w') as f:
+            f.write('\n'.join(osp.abspath(p) for p in imgs) + '\n')
+    splits = {}
+    for train_half, val_half in (('A', 'B'), ('B', 'A')):
+        path = osp.join(out, f'train{train_half}_val{val_half}.yaml')
+        with open(path, 'w') as f:
+            json.dump(dict(path=out, train=f'half{train_half}.txt', val=f'half{val_half}.txt',
+                           names=names), f)  # JSON is YAML
+        splits[f'{train_half}->{val_half}'] = path
+    return splits
+
+
+def run_real(args, out: str) -> Dict[str, Dict[tuple, str]]:
+    if not osp.isfile(args.yolov5n):
+        sys.exit(f'[kd_gain] {args.yolov5n} not found (--yolov5n)')
+    splits = real_splits(args, out)
+    img = args.img_size or 320
+    runs = {v: {} for v in args.variants}
+    progress = Progress(len(args.variants) * len(args.seeds) * len(splits))
+    for seed in args.seeds:
+        for split, data in splits.items():
+            for variant in args.variants:
+                cfg = variant_config(variant, KD_N2N, out) or PLAIN_N
+                extra = ['--data', data, '--img-size', str(img), '--weights', args.yolov5n]
+                if VARIANTS[variant] is not None:
+                    extra += ['--t-weights', args.yolov5n]
+                    if VARIANTS[variant].get('switch'):
+                        extra.append(VARIANTS[variant]['switch'])
+                wd = osp.join(out, variant, f'split{split.replace("->", "")}_seed{seed}')
+                took = train(wd, cfg, extra,
+                             schedule_options(args.epochs, args.val_interval, seed))
+                progress.step(f'{variant}, {split}, seed {seed}', took)
+                runs[variant][(split, seed)] = wd
+    return runs
+
+
+def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
+    from mmkd_yolo.datasets import make_shapes_dataset  # noqa: E402
+    data_root = args.data_root
+    img = args.img_size or 160
+    if not osp.isfile(osp.join(data_root, 'annotations', 'val.json')):
+        print(f'[kd_gain] generating the demo set in {data_root}', flush=True)
+        make_shapes_dataset(data_root, num_train=512, num_val=128, img_size=img, seed=0)
+    data_opts = [f'train_dataloader.dataset.data_root={data_root}/',
+                 f'val_dataloader.dataset.data_root={data_root}/',
+                 f'test_dataloader.dataset.data_root={data_root}/',
+                 f'val_evaluator.ann_file={data_root}/annotations/val.json',
+                 f'test_evaluator.ann_file={data_root}/annotations/val.json']
+    size = ['--img-size', str(img)]
+    progress = Progress(1 + len(args.variants) * len(args.seeds))
+    teacher_dir = osp.join(out, 'teacher_s')
+    te = args.teacher_epochs
+    took = train(teacher_dir, TEACHER_S, size,
+                 schedule_options(te, max(te // 4, 1), 0) + data_opts)
+    progress.step('teacher YOLOv5-s', took)
+    teacher_ckpt = osp.join(teacher_dir, f'epoch_{te}.pth')
+    runs = {v: {} for v in args.variants}
+    runs['teacher'] = {('demo', 0): teacher_dir}
+    for seed in args.seeds:
+        for variant in args.variants:
+            cfg = variant_config(variant, KD_S2N, out) or PLAIN_N
+            extra = list(size)
+            if VARIANTS[variant] is not None:
+                extra += ['--t-weights', teacher_ckpt]
+                if VARIANTS[variant].get('switch'):
+                    extra.append(VARIANTS[variant]['switch'])
+            wd = osp.join(out, variant, f'seed{seed}')
+            took = train(wd, cfg, extra,
+                         schedule_options(args.epochs, args.val_interval, seed) + data_opts)
+            progress.step(f'{variant}, seed {seed}', took)
+            runs[variant][('demo', seed)] = wd
+    return runs
+
+
+# --- report -------------------------------------------------------------------------------
+def summarise(runs: Dict[str, Dict[tuple, str]], title: str) -> str:
+    finals = {v: {k: val_history(wd)[-1] for k, wd in r.items() if val_history(wd)}
+              for v, r in runs.items()}
+    lines = [title, '',
+             '| variant | runs | mAP@.5:.95 mean ± std | mAP@.5 mean ± std | '
+             'vs plain: mean diff ± SE (points) | wins | verdict |',
+             '|---|---|---|---|---|---|---|']
+    plain = finals.get('plain', {})
+    for variant, res in finals.items():
+        if not res:
+            continue
+        maps = [r['mAP'] for r in res.values()]
+        map50 = [r['mAP50'] for r in res.values()]
+        row = (f'| {variant} | {len(maps)} | {_mean_std(maps)} | {_mean_std(map50)} | ')
+        paired = [res[k]['mAP'] - plain[k]['mAP'] for k in res if k in plain]
+        if variant in ('plain', 'teacher') or not paired:
+            row += '- | - | - |'
+        else:
+            mean = statistics.mean(paired)
+            se = statistics.stdev(paired) / math.sqrt(len(paired)) if len(paired) > 1 else 0.0
+            verdict = ('gain beyond 2 SE' if se and mean > 2 * se else
+                       'loss beyond 2 SE' if se and mean < -2 * se else 'within noise')
+            wins = sum(d > 0 for d in paired)
+            row += f'{100 * mean:+.1f} ± {100 * se:.1f} | {wins}/{len(paired)} | {verdict} |'
+        lines.append(row)
+    lines += ['', 'Per run (final mAP@.5:.95):', '']
+    keys = sorted({k for res in finals.values() for k in res})
+    lines.append('| variant | ' + ' | '.join(f'{s} seed {d}' for s, d in keys) + ' |')
+    lines.append('|---|' + '---|' * len(keys))
+    for variant, res in finals.items():
+        lines.append(f'| {variant} | ' + ' | '.join(
+            f'{res[k]["mAP"]:.3f}' if k in res else '-' for k in keys) + ' |')
+    return '\n'.join(lines)
+
+
+def _mean_std(values: List[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f'{statistics.mean(values):.3f} ± {std:.3f}'
+
+
+def plot(runs: Dict[str, Dict[tuple, str]], path: str, title: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for variant, res in runs.items():
+        if variant == 'teacher':
+            continue
+        histories = [val_history(wd) for wd in res.values()]
+        histories = [h for h in histories if h]
+        if not histories:
+            continue
+        epochs = sorted({r['epoch'] for h in histories for r in h})
+        per_epoch = [[r['mAP'] for h in histories for r in h if r['epoch'] == e] for e in epochs]
+        mean = [statistics.mean(v) for v in per_epoch]
+        ax.plot(epochs, mean, marker='o', label=f'{variant} (n={len(histories)})')
+        ax.fill_between(epochs, [min(v) for v in per_epoch], [max(v) for v in per_epoch],
+                        alpha=0.2)
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('val mAP@.5:.95')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main():
+    args = parse_args()
+    sys.path.insert(0, REPO)
+    out = osp.abspath(args.out or osp.join(REPO, 'work_dirs', 'kd_gain', args.regime))
+    start = time.time()
+    if args.regime == 'real':
+        runs = run_real(args, out)
+        title = (f'Real data, fine-tuning the official YOLOv5n (teacher: the same checkpoint), '
+                 f'coco128 halves (train on one, evaluate on the other), '
+                 f'{args.img_size or 320} px, {args.epochs} epochs, seeds {args.seeds}')
+    else:
+        runs = run_demo(args, out)
+        title = (f'Demo task (generated), YOLOv5-s teacher -> YOLOv5-n, {args.epochs} epochs, '
+                 f'seeds {args.seeds}')
+    report = summarise(runs, title)
+    plot(runs, osp.join(out, 'curves.png'), f'kd_gain: {args.regime}')
+    with open(osp.join(out, 'report.md'), 'w') as f:
+        f.write(report + '\n\n![val mAP per epoch](curves.png)\n')
+    print('\n' + report)
+    print(f'\n[kd_gain] {_fmt(time.time() - start)}; report: {out}/report.md, '
+          f'curves: {out}/curves.png')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,113 @@
+"""The raw-MSE output distillation of the YOLOv5 distillation scripts, for comparison."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from mmengine.dist import get_world_size
+from torch import Tensor, nn
+
+from ..registry import MODELS
+from .yolov5_output_distill_loss import HeadOutputs
+
+
+@MODELS.register_module()
+class YOLOv5MSEOutputDistillLoss(nn.Module):
+    """Output distillation of the YOLOv5 distillation scripts
+    (``compute_distillation_output_loss``, after `Hinton et al., Distilling the
+    Knowledge in a Neural Network <https://arxiv.org/abs/1503.02531>`_), on mmyolo heads.
+
+    Per detection level ``i``, on the raw predictions (before sigmoid) of student ``s``
+    and teacher ``t``, with ``w = sigmoid(t_obj)``::
+
+        L_box = mean((s_xywh - t_xywh)^2 * w)
+        L_obj = mean((s_obj - t_obj)^2 * w)
+        L_cls = mean((s_cls - t_cls)^2 * w)      # only when num_classes > 1
+
+    Each part is summed over levels and multiplied by its weight, by ``loss_weight`` and by
+    ``batch_size * world_size``. That last factor is the one mmyolo's ``YOLOv5Head``
+    applies to the student loss (as Ultralytics does), so ``loss_weight=10`` keeps the
+    reference recipe's balance ``loss = s_loss + 10 * d_loss`` with ``d_loss`` scaled by
+    the batch size. The part weights default to the student head's own
+    ``loss_bbox / loss_obj / loss_cls`` weights (mmyolo's equivalent of Ultralytics'
+    ``hyp['box'/'obj'/'cls']`` after their scaling by levels, classes and image size);
+    :class:`YOLOv5Distill` fills them in from the student.
+
+    Kept to compare against, not as a default: squared differences of raw logits are
+    unbounded, and on real data with a pretrained student this loss at the scripts'
+    weight drives the student's mAP to zero (README, gain study). The default is the
+    bounded :class:`YOLOv5OutputDistillLoss`.
+
+    Args:
+        loss_weight (float): Overall weight (the scripts' ``d_weight``). Defaults to 10.
+        box_weight (float, optional): Weight of ``L_box``. Defaults to the student's.
+        obj_weight (float, optional): Weight of ``L_obj``. Defaults to the student's.
+        cls_weight (float, optional): Weight of ``L_cls``. Defaults to the student's.
+    """
+
+    def __init__(self,
+                 loss_weight: float = 10.0,
+                 box_weight: Optional[float] = None,
+                 obj_weight: Optional[float] = None,
+                 cls_weight: Optional[float] = None) -> None:
+        super().__init__()
+        self.loss_weight = loss_weight
+        self.box_weight = box_weight
+        self.obj_weight = obj_weight
+        self.cls_weight = cls_weight
+
+    def inherit_head_weights(self, head: nn.Module) -> None:
+        """Take unset part weights from an mmyolo ``YOLOv5Head``'s loss weights.
+
+        Args:
+            head (nn.Module): The student's ``bbox_head``.
+        """
+        if self.box_weight is None:
+            self.box_weight = float(head.loss_bbox.loss_weight)
+        if self.obj_weight is None:
+            self.obj_weight = float(head.loss_obj.loss_weight)
+        if self.cls_weight is None:
+            self.cls_weight = float(head.loss_cls.loss_weight)
+
+    def forward(self, s_preds: HeadOutputs, t_preds: HeadOutputs) -> Dict[str, Tensor]:
+        """Compute the loss parts.
+
+        Args:
+            s_preds (tuple): Student ``(cls_scores, bbox_preds, objectnesses)``; level
+                ``i`` has shapes (N, A * nc, H_i, W_i), (N, A * 4, H_i, W_i) and
+                (N, A, H_i, W_i), A being the number of anchors per cell.
+            t_preds (tuple): Teacher predictions, same shapes.
+
+        Returns:
+            dict[str, Tensor]: ``box``, ``obj`` and (when nc > 1) ``cls``, each a scalar.
+        """
+        if None in (self.box_weight, self.obj_weight, self.cls_weight):
+            raise RuntimeError(
+                'YOLOv5MSEOutputDistillLoss has no box/obj/cls weights: set them in the '
+                'config or build it inside YOLOv5Distill, which takes the student\'s.')
+        s_cls, s_box, s_obj = s_preds
+        t_cls, t_box, t_obj = t_preds
+        zero = s_box[0].new_zeros(())
+        l_box, l_obj, l_cls = zero, zero, zero
+        multi_class = True
+        for i in range(len(s_box)):
+            n, a, h, w = s_obj[i].shape
+            if t_box[i].shape != s_box[i].shape or t_cls[i].shape != s_cls[i].shape:
+                raise ValueError(
+                    f'level {i}: student predictions {tuple(s_box[i].shape)}/'
+                    f'{tuple(s_cls[i].shape)} and teacher {tuple(t_box[i].shape)}/'
+                    f'{tuple(t_cls[i].shape)} differ; teacher and student need the same '
+                    'anchors, classes and strides.')
+            nc = s_cls[i].shape[1] // a
+            multi_class = nc > 1
+            weight = t_obj[i].detach().sigmoid().view(n, a, 1, h, w)
+            l_box = l_box + (((s_box[i] - t_box[i].detach())**2).view(n, a, 4, h, w) *
+                             weight).mean()
+            l_obj = l_obj + ((s_obj[i] - t_obj[i].detach())**2 * weight.view(n, a, h, w)).mean()
+            if multi_class:
+                l_cls = l_cls + (((s_cls[i] - t_cls[i].detach())**2).view(n, a, nc, h, w) *
+                                 weight).mean()
+        scale = self.loss_weight * s_box[0].shape[0] * get_world_size()
+        losses = dict(box=l_box * self.box_weight * scale, obj=l_obj * self.obj_weight * scale)
+        if multi_class:
+            losses['cls'] = l_cls * self.cls_weight * scale
+        return losses
