@@ -3,13 +3,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: install test demo env clean
+.PHONY: install test test-fast demo env clean
 
 install:
 	bash tools/misc/install_env.sh
 
 test: install
 	$(PY) -m pytest tests -q
+
+# the unit tests only (no subprocess or training runs): under a minute
+test-fast: install
+	$(PY) -m pytest tests -q -m "not slow"
 
 demo: install
 	$(PY) tools/misc/demo.py

@@ -61,7 +61,7 @@ def build_variants(device):
     from mmengine.config import Config
 
     from mmkd_yolo.registry import MODELS
-    from mmkd_yolo.utils.config import load_detector_cfg
+    from mmkd_yolo.models.detector_cfg import load_detector_cfg
     variants = {'student alone (n)': MODELS.build(load_detector_cfg(STUDENT))}
     for name, cfg_path in [('kd-out, n <- n', KD.format('', 'n')),
                            ('kd-out, n <- s', KD.format('', 's')),

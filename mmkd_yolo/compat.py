@@ -1,6 +1,7 @@
-"""The one place that knows the old OpenMMLab 2.x stack's quirks on modern torch.
+"""Shims for the old OpenMMLab 2.x stack on modern torch, and only those.
 
-Everything else in mmkd_yolo reads as if the stack were modern. Two measures:
+Everything else in mmkd_yolo reads as if the stack were modern. Three measures, each
+applied where it is needed and reported by ``make env`` (:data:`ACTIVE_MEASURES`):
 
 1. **mmrazor on torch 2.x.** mmrazor 1.0.0 builds quantization backend configs at import
    time with torch 1.13's private API, behind ``digit_version(torch.__version__) >=
@@ -12,23 +13,23 @@ Everything else in mmkd_yolo reads as if the stack were modern. Two measures:
    ``weights_only``; from torch 2.6 the safe default refuses mmengine's own checkpoints
    (``message_hub`` history buffers, numpy scalars). Upstream's fix forces
    ``weights_only=False``, which runs whatever a malicious pickle names. Instead
-   :func:`load_checkpoint_file` keeps ``weights_only=True`` and admits, for the duration of
-   the call only, the few types these checkpoints hold (:data:`SAFE_GLOBALS`); it replaces
-   mmengine's local-file loader, so resume, ``load_from`` and teacher weights all go
-   through it.
+   :func:`mmkd_yolo.fileio.load_checkpoint_file` (``weights_only=True`` with an
+   allow-list of data types) replaces mmengine's local-file loader, so resume,
+   ``load_from``, ``--weights`` and teacher weights all go through it.
+3. **Distributed training without CUDA.** mmengine 0.10.7's ``init_dist`` calls
+   ``torch.cuda.set_device`` unconditionally; :func:`init_cpu_process_group` starts the
+   gloo process group itself (the Runner then skips ``init_dist``). The CPU DDP wrapper
+   (``device_ids=None``) is a registered module:
+   :class:`mmkd_yolo.models.DistillDistributedDataParallel`.
 """
 from __future__ import annotations
 
 import contextlib
-import os.path as osp
-import pickle
-import re
-from typing import Any, Iterator, List
+from typing import Iterator, List
 
-import numpy as np
 import torch
 
-from .errors import CheckpointError, UnsafeCheckpointError
+from .fileio import load_checkpoint_file
 
 #: Compatibility measures in force in this process, for the environment report.
 ACTIVE_MEASURES: List[str] = []
@@ -81,95 +82,6 @@ def import_mmrazor() -> None:
         '(its torch-1.13 quantization code skipped; distillation unaffected)')
 
 
-def _numpy_globals() -> list:
-    """The numpy callables and types that pickled numpy scalars and arrays name."""
-    try:  # numpy >= 2 moved ``numpy.core`` to ``numpy._core``
-        multiarray = np._core.multiarray
-    except AttributeError:  # pragma: no cover - numpy 1.x
-        multiarray = np.core.multiarray
-    dtype_classes = [type(np.dtype(t)) for t in np.sctypeDict.values()]
-    return [multiarray.scalar, multiarray._reconstruct, np.ndarray, np.dtype
-            ] + sorted(set(dtype_classes), key=str)
-
-
-def _history_buffer_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` as mmengine checkpoints use it, and only so.
-
-    A pickled ``HistoryBuffer`` refers to its statistics methods
-    (``HistoryBuffer.min``, ...) as ``getattr(HistoryBuffer, 'min')``. Admitting the real
-    ``builtins.getattr`` would let a pickle fetch any attribute of any admitted object;
-    this stand-in answers only those look-ups.
-    """
-    from mmengine.logging import HistoryBuffer
-    # the four built-in methods are registered lazily, by the first HistoryBuffer made
-    allowed = {'min', 'max', 'current', 'mean'} | set(HistoryBuffer._statistics_methods)
-    if obj is HistoryBuffer and name in allowed:
-        return getattr(obj, name)
-    raise pickle.UnpicklingError(
-        f'Weights only load failed: GLOBAL builtins.getattr({obj!r}, {name!r}) is not a '
-        'look-up a plain checkpoint makes')
-
-
-def safe_globals() -> list:
-    """Types a plain mmengine checkpoint may name, beyond what torch already admits.
-
-    These are data types, plus a ``getattr`` limited to ``HistoryBuffer``'s statistics
-    methods: nothing on the list runs code when unpickled.
-    """
-    from mmengine.logging import HistoryBuffer
-    return [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
-            (_history_buffer_getattr, '__builtin__.getattr')] + _numpy_globals()
-
-
-def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
-    """Load a local checkpoint with ``weights_only=True`` and the mmengine allow-list.
-
-    Args:
-        filename (str): Path of the checkpoint.
-        map_location: As for :func:`torch.load`.
-
-    Returns:
-        The unpickled checkpoint (usually a dict).
-
-    Raises:
-        CheckpointError: The file is missing or is not a checkpoint torch can read.
-        UnsafeCheckpointError: The pickle names a callable outside the allow-list (e.g.
-            ``os.system``): it is not a plain checkpoint and is not loaded.
-    """
-    filename = osp.expanduser(str(filename))
-    if not osp.isfile(filename):
-        raise CheckpointError(
-            f'checkpoint {filename!r} does not exist. Check the path '
-            '(load_from / --resume / teacher weights).')
-    try:
-        with torch.serialization.safe_globals(safe_globals()):
-            return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        if 'Weights only load failed' not in msg:
-            raise CheckpointError(
-                f'{filename!r} is not a checkpoint torch can read ({_first_line(e)}). '
-                'It may be truncated or of another format; use another file.') from None
-        names = re.findall(r'GLOBAL ([\w.]+)', msg) or re.findall(
-            r'global[s]? [`\']?([\w.]+)', msg) or ['an unknown callable']
-        raise UnsafeCheckpointError(
-            f'{filename!r} is not a plain checkpoint: its pickle names '
-            f'{names[0]!r}, which is not a tensor, container or known checkpoint type. '
-            'It was not loaded (loading it would run that code). If it is an '
-            'Ultralytics YOLOv5 .pt, convert it with '
-            'tools/model_converters/yolov5_to_mmyolo.py; otherwise re-save the state '
-            'dict from a trusted environment.') from None
-    except Exception as e:  # torch raises many types for a corrupt or foreign file
-        raise CheckpointError(
-            f'{filename!r} is not a checkpoint torch can read ({_first_line(e)}). '
-            'It may be truncated or of another format; use another file.') from None
-
-
-def _first_line(e: Exception) -> str:
-    lines = str(e).strip().splitlines()
-    return f'{type(e).__name__}: {lines[0] if lines else ""}'
-
-
 def _install_safe_checkpoint_loader() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
 
@@ -179,9 +91,28 @@ def _install_safe_checkpoint_loader() -> None:
         'an allow-list of mmengine/numpy data types')
 
 
+def init_cpu_process_group() -> None:
+    """Start torch.distributed with gloo for a torchrun launch on a machine without CUDA.
+
+    Reads the rendezvous from torchrun's environment (``MASTER_ADDR``, ``RANK``, ...).
+    """
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    measure = ('torch.distributed started with gloo by mmkd_yolo (mmengine 0.10.7 init_dist '
+               'needs CUDA)')
+    if measure not in ACTIVE_MEASURES:
+        ACTIVE_MEASURES.append(measure)
+
+
+_applied = False
+
+
 def apply() -> None:
-    """Apply every measure once; called by ``import mmkd_yolo``."""
-    if ACTIVE_MEASURES:
+    """Apply the import-time measures (1 and 2) once; called by ``import mmkd_yolo``."""
+    global _applied
+    if _applied:
         return
     import_mmrazor()
     _install_safe_checkpoint_loader()
+    _applied = True

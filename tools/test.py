@@ -1,15 +1,14 @@
 """Evaluate a checkpoint (the student of a distillation run, or an mmyolo model): COCO mAP.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
+    python tools/test.py CONFIG CHECKPOINT [--data data.yaml] [--img-size 640]
+        [--work-dir DIR] [--cfg-options k=v ...]
 """
 import argparse
-import os.path as osp
 import sys
 
+from mmkd_yolo.apis import (add_common_args, build_runner, init_distributed,
+                            prepare_test_cfg, set_local_rank)
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError
-from mmkd_yolo.datasets import apply_data_yaml
-from mmkd_yolo.utils.setup import (add_common_args, load_config, set_local_rank,
-                                   set_test_img_scale, setup_distributed)
 
 
 def parse_args():
@@ -28,24 +27,14 @@ def parse_args():
 def main():
     args = parse_args()
     try:
-        from mmengine.runner import Runner
-        if not osp.isfile(args.checkpoint):
-            raise CheckpointError(f'checkpoint {args.checkpoint!r} does not exist.')
-        cfg = load_config(args.config, args.cfg_options)
-        cfg.launcher = args.launcher
-        cfg.work_dir = args.work_dir or osp.join(
-            './work_dirs', osp.splitext(osp.basename(args.config))[0])
-        cfg.load_from = args.checkpoint
-        if args.data:
-            apply_data_yaml(cfg, args.data, splits=('val', ))
-        if args.img_size:
-            set_test_img_scale(cfg, args.img_size)
-        setup_distributed(cfg)
-        runner = Runner.from_cfg(cfg)
-        metrics = runner.test()
+        cfg = prepare_test_cfg(args.config, args.checkpoint, work_dir=args.work_dir,
+                               cfg_options=args.cfg_options, launcher=args.launcher,
+                               data=args.data, img_size=args.img_size)
+        init_distributed(cfg)
+        runner = build_runner(cfg)
+        return runner.test()
     except (ConfigError, CheckpointError, DataError) as e:
         sys.exit(f'error: {e}')
-    return metrics
 
 
 if __name__ == '__main__':

@@ -14,8 +14,8 @@ from mmrazor.models.utils import add_prefix
 
 from ..errors import ConfigError, NonFiniteLossError
 from ..registry import MODELS
-from ..utils.config import resolve_detector_cfg
-from ..utils.teacher_loading import load_teacher_weights
+from ..models.detector_cfg import resolve_detector_cfg
+from .teacher_loading import load_teacher_weights
 
 LossResults = Dict[str, torch.Tensor]
 

@@ -1,6 +1,6 @@
-from .restricted_unpickler import RestrictedUnpickler, restricted_load
+from .kd_to_student import extract_student
 from .yolov5_to_mmyolo import (convert_yolov5_checkpoint, is_ultralytics_checkpoint,
                                load_or_convert)
 
-__all__ = ['RestrictedUnpickler', 'restricted_load', 'convert_yolov5_checkpoint',
-           'is_ultralytics_checkpoint', 'load_or_convert']
+__all__ = ['extract_student', 'convert_yolov5_checkpoint', 'is_ultralytics_checkpoint',
+           'load_or_convert']

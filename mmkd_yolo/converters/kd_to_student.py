@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Dict
 
-from ..compat import load_checkpoint_file
+from ..fileio import load_checkpoint_file
 from ..errors import CheckpointError
 
 

@@ -9,10 +9,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from ..engine.atomic_local_backend import AtomicLocalBackend
 from ..errors import CheckpointError
-from ..utils.cache import cache_dir, file_sha256
-from .restricted_unpickler import PickledModule, restricted_load
+from ..fileio import (AtomicLocalBackend, PickledModule, cache_dir, file_sha256,
+                      load_checkpoint_file, restricted_load)
 
 def _mmyolo_key_map() -> Dict[str, str]:
     """mmyolo's own P5 key mapping (``tools/model_converters/yolov5_to_mmyolo.py``).
@@ -152,7 +151,6 @@ def load_or_convert(path: str) -> Tuple[Dict[str, Any], str]:
     Returns:
         tuple: (checkpoint dict, path of the cached conversion).
     """
-    from ..compat import load_checkpoint_file
     sha256 = file_sha256(path)
     name = osp.splitext(osp.basename(path))[0]
     cached = cache_dir('converted', f'{name}-{sha256[:16]}.pth')

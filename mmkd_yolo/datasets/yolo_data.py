@@ -1,5 +1,7 @@
 """Ultralytics ``data.yaml`` datasets (YOLO txt labels) as COCO json for mmyolo/mmdet.
 
+(Pointing a config at such a dataset is :func:`mmkd_yolo.apis.apply_data_yaml`.)
+
 The json files are cached (``$MMKD_CACHE/datasets``), keyed by the image list and the
 label files' contents, so they are rebuilt exactly when labels change.
 
@@ -23,9 +25,9 @@ import yaml
 from mmengine.logging import MMLogger, print_log
 from PIL import Image
 
-from ..engine.atomic_local_backend import AtomicLocalBackend
 from ..errors import DataError
-from ..utils.cache import cache_dir as default_cache_dir
+from ..fileio import AtomicLocalBackend
+from ..fileio import cache_dir as default_cache_dir
 
 IMG_EXTS = ('.bmp', '.dng', '.jpeg', '.jpg', '.mpo', '.png', '.tif', '.tiff', '.webp')
 _EPS = 1e-6
@@ -211,55 +213,3 @@ def coco_json_for(sources: Sequence[str], names: Sequence[str],
         coco = yolo_split_to_coco(sources, names, images=images)
         AtomicLocalBackend().put(json.dumps(coco).encode(), out)
     return out
-
-
-def _set_num_classes(model_cfg: dict, nc: int) -> None:
-    head = model_cfg['bbox_head']
-    old = head['head_module']['num_classes']
-    head['head_module']['num_classes'] = nc
-    # mmyolo scales the class loss weight by num_classes / 80
-    if 'loss_cls' in head and 'loss_weight' in head['loss_cls']:
-        head['loss_cls']['loss_weight'] = head['loss_cls']['loss_weight'] * nc / old
-
-
-def apply_data_yaml(cfg, data_path: str, splits: Sequence[str] = ('train', 'val')) -> Dict:
-    """Point a (distillation or mmyolo) config at a ``data.yaml`` dataset, in place.
-
-    Sets the train / val / test datasets (COCO json made from the YOLO labels), the
-    evaluators' annotation files, the class names and the class count of the student and
-    the teacher (with mmyolo's class-loss weight rescaled accordingly).
-
-    Args:
-        cfg (Config): The config to change.
-        data_path (str): The ``data.yaml``.
-        splits (Sequence[str]): Which splits to set up (``('val',)`` for testing).
-
-    Returns:
-        dict: What :func:`load_data_yaml` read.
-    """
-    from ..utils.config import resolve_detector_cfg
-    data = load_data_yaml(data_path)
-    names = data['names']
-    jsons = {split: coco_json_for(data[split], names) for split in splits}
-    metainfo = dict(classes=tuple(names))
-    for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
-                          ('test_dataloader', 'val')):
-        if loader not in cfg or split not in jsons:
-            continue
-        dataset = cfg[loader]['dataset']
-        while 'dataset' in dataset:  # dataset wrappers
-            dataset = dataset['dataset']
-        dataset.update(data_root='', ann_file=jsons[split], data_prefix=dict(img=''),
-                       metainfo=metainfo)
-    for evaluator in ('val_evaluator', 'test_evaluator'):
-        if evaluator in cfg and 'val' in jsons:
-            cfg[evaluator]['ann_file'] = jsons['val']
-    model = cfg.model
-    if 'architecture' in model:
-        model.architecture = resolve_detector_cfg(model.architecture)
-        model.teacher = resolve_detector_cfg(model.teacher)
-        _set_num_classes(model.architecture, data['nc'])
-        _set_num_classes(model.teacher, data['nc'])
-    else:
-        _set_num_classes(model, data['nc'])
-    return data

@@ -1,5 +1,4 @@
-from .atomic_local_backend import AtomicLocalBackend
 from .stop_distill_hook import StopDistillLastEpochsHook
 from .yolov5_distill_optim_constructor import YOLOv5DistillOptimizerConstructor
 
-__all__ = ['AtomicLocalBackend', 'StopDistillLastEpochsHook', 'YOLOv5DistillOptimizerConstructor']
+__all__ = ['StopDistillLastEpochsHook', 'YOLOv5DistillOptimizerConstructor']

@@ -8,7 +8,7 @@ import time
 
 from mmengine.fileio import register_backend
 
-from mmkd_yolo.engine.atomic_local_backend import AtomicLocalBackend
+from mmkd_yolo.fileio import AtomicLocalBackend
 
 
 @register_backend('slow_atomic_local')

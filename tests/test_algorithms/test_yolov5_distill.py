@@ -10,8 +10,8 @@ from mmengine.runner import Runner
 
 from mmkd_yolo.algorithms import YOLOv5Distill
 from mmkd_yolo.errors import CheckpointError, ConfigError
-from mmkd_yolo.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
-from mmkd_yolo.utils.config import load_detector_cfg
+from mmkd_yolo.registry import MODELS
+from mmkd_yolo.models.detector_cfg import load_detector_cfg
 
 from ..conftest import KD_CWD_S2N, KD_OUT_N2N, KD_OUT_S2N, STUDENT_N, TEACHER_S
 
@@ -101,19 +101,6 @@ def test_folded_teacher_predicts_as_loaded(tmp_path):
     for ref_part, out_part in zip(ref, out):
         for r, o in zip(ref_part, out_part):
             torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
-
-
-def test_optimizer_excludes_teacher():
-    model, cfg = build(KD_CWD_S2N)
-    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
-        dict(type='YOLOv5DistillOptimizerConstructor', optim_wrapper_cfg=dict(
-            type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.9,
-                                                weight_decay=5e-4))))
-    optim = constructor(model)
-    in_optim = {id(p) for g in optim.optimizer.param_groups for p in g['params']}
-    assert not any(id(p) in in_optim for p in model.teacher.parameters())
-    assert all(id(p) in in_optim for p in model.student.parameters())
-    assert all(id(p) in in_optim for p in model.distiller.connectors.parameters())
 
 
 def test_class_count_mismatch_names_both():

@@ -13,7 +13,7 @@ from mmkd_yolo.converters import convert_yolov5_checkpoint, is_ultralytics_check
 from mmkd_yolo.converters.yolov5_to_mmyolo import _mmyolo_key_map
 from mmkd_yolo.errors import CheckpointError, UnsafeCheckpointError
 from mmkd_yolo.registry import MODELS
-from mmkd_yolo.utils.config import load_detector_cfg
+from mmkd_yolo.models.detector_cfg import load_detector_cfg
 
 from ..conftest import REPO, STUDENT_N
 
@@ -91,7 +91,8 @@ def build_ultralytics_model(classes, mm_state, nc):
 
 @pytest.fixture
 def synthetic_pt(tmp_path, fake_yolov5_tree):
-    cfg = load_detector_cfg(STUDENT_N)  # YOLOv5-n, 3 classes
+    cfg = load_detector_cfg(STUDENT_N)  # YOLOv5-n
+    cfg.bbox_head.head_module.num_classes = 3
     mm_model = MODELS.build(cfg).eval()
     for m in mm_model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -113,7 +114,9 @@ def test_converts_and_loads_into_mmyolo(synthetic_pt):
     assert (meta['deepen_factor'], meta['widen_factor'], meta['num_classes']) == (0.33, 0.25, 3)
     assert meta['class_names'] == ['thing0', 'thing1', 'thing2']
     assert meta['anchors'][2][2] == (373.0, 326.0)
-    model = MODELS.build(load_detector_cfg(STUDENT_N)).eval()
+    cfg = load_detector_cfg(STUDENT_N)
+    cfg.bbox_head.head_module.num_classes = 3
+    model = MODELS.build(cfg).eval()
     model.load_state_dict(ckpt['state_dict'], strict=True)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
@@ -123,6 +126,7 @@ def test_converts_and_loads_into_mmyolo(synthetic_pt):
             torch.testing.assert_close(o, r, rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.slow
 def test_cli_converts(synthetic_pt, tmp_path):
     path, _ = synthetic_pt
     out = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'model_converters',
@@ -130,7 +134,7 @@ def test_cli_converts(synthetic_pt, tmp_path):
                           str(tmp_path / 'out.pth')], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert 'num_classes=3' in out.stdout and 'YOLOv5-n' in out.stdout
-    from mmkd_yolo.compat import load_checkpoint_file
+    from mmkd_yolo.fileio import load_checkpoint_file
     assert 'state_dict' in load_checkpoint_file(str(tmp_path / 'out.pth'))
 
 
@@ -187,7 +191,9 @@ def test_teacher_from_ultralytics_pt(synthetic_pt, tmp_path, monkeypatch):
     monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
     path, mm_model = synthetic_pt
     cfg = Config.fromfile(KD_OUT_S2N)
-    cfg.model.teacher = dict(cfg_path=STUDENT_N)  # the checkpoint is a YOLOv5-n
+    cfg.model.teacher = load_detector_cfg(STUDENT_N)  # the checkpoint is a YOLOv5-n
+    for model_cfg in (cfg.model.architecture, cfg.model.teacher):
+        model_cfg.bbox_head.head_module.num_classes = 3  # as the checkpoint's
     cfg.model.teacher_ckpt = path
     model = MODELS.build(cfg.model)
     assert len(list((tmp_path / 'cache' / 'converted').iterdir())) == 1
@@ -195,7 +201,8 @@ def test_teacher_from_ultralytics_pt(synthetic_pt, tmp_path, monkeypatch):
     torch.testing.assert_close(w, mm_model.bbox_head.head_module.convs_pred[1].weight,
                                rtol=1e-3, atol=1e-3)
     # the shipped s teacher config does not fit an n checkpoint: named, with the fix
-    cfg.model.teacher = dict(cfg_path=STUDENT_N.replace('yolov5_n', 'yolov5_s'))
+    cfg.model.teacher = load_detector_cfg(STUDENT_N.replace('yolov5_n', 'yolov5_s'))
+    cfg.model.teacher.bbox_head.head_module.num_classes = 3
     with pytest.raises(CheckpointError, match='depth/width 0.33/0.25'):
         MODELS.build(cfg.model)
     # data with another class count than the checkpoint's (as --data sets both to 2)

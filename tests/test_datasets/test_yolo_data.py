@@ -7,10 +7,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from mmengine.config import Config
 
-from mmkd_yolo.datasets import apply_data_yaml, load_data_yaml, yolo_split_to_coco
-from mmkd_yolo.datasets.yolo_data import coco_json_for
+from mmkd_yolo.datasets import coco_json_for, load_data_yaml, yolo_split_to_coco
 from mmkd_yolo.errors import DataError
 
 from ..conftest import KD_OUT_S2N, REPO, quick_options
@@ -97,20 +95,7 @@ def test_cache_redone_when_labels_change(tmp_path):
         assert len(json.load(f)['annotations']) == 2
 
 
-def test_apply_sets_datasets_and_class_counts(tmp_path, monkeypatch):
-    monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
-    data = make_yolo_tree(tmp_path, {'a': '0 0.5 0.5 0.5 0.5\n'})
-    cfg = Config.fromfile(KD_OUT_S2N)
-    old_w = cfg.model.architecture.bbox_head.loss_cls.loss_weight
-    apply_data_yaml(cfg, data)
-    for model in (cfg.model.architecture, cfg.model.teacher):
-        assert model.bbox_head.head_module.num_classes == 2
-    assert cfg.model.architecture.bbox_head.loss_cls.loss_weight == pytest.approx(old_w * 2 / 3)
-    assert cfg.train_dataloader.dataset.metainfo.classes == ('cat', 'dog')
-    assert cfg.val_evaluator.ann_file == cfg.val_dataloader.dataset.ann_file
-    assert osp.isfile(cfg.train_dataloader.dataset.ann_file)
-
-
+@pytest.mark.slow
 def test_train_with_data_yaml(tmp_path):
     labels = {f'im{i}': f'{i % 2} 0.5 0.5 0.4 0.3\n' for i in range(7)}
     labels['bg'] = None
@@ -126,6 +111,7 @@ def test_train_with_data_yaml(tmp_path):
     assert osp.isfile(work_dir / 'epoch_1.pth')
 
 
+@pytest.mark.slow
 def test_broken_label_is_a_clean_cli_error(tmp_path):
     data = make_yolo_tree(tmp_path / 'ds', {'a': '7 0.5 0.5 0.4 0.3\n'})
     env = dict(__import__('os').environ, MMKD_CACHE=str(tmp_path / 'cache'))

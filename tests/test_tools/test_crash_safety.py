@@ -8,17 +8,20 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from mmkd_yolo.compat import load_checkpoint_file
+from mmkd_yolo.apis import prepare_train_cfg
+from mmkd_yolo.fileio import (find_resume_checkpoint, is_complete_checkpoint,
+                              load_checkpoint_file)
+from mmkd_yolo.models.detector_cfg import load_detector_cfg
 from mmkd_yolo.registry import MODELS
-from mmkd_yolo.utils.checkpoints import find_resume_checkpoint, is_complete_checkpoint
-from mmkd_yolo.utils.config import load_detector_cfg
-from mmkd_yolo.utils.setup import prepare_train_cfg
 
 from ..conftest import KD_CWD_S2N, REPO, TEACHER_S, quick_options
+
+pytestmark = pytest.mark.slow  # subprocesses and training runs
 
 
 def wait_for(predicate, timeout, what, proc=None, log=None):

@@ -1,7 +1,7 @@
 """Dry-run a distillation config in seconds: build, one generated batch, a summary.
 
     python tools/misc/check_config.py CONFIG [--t-weights W] [--t-cfg C] [--data D]
-        [--d-output | --d-feature] [--img-size 320]
+        [--weights W] [--d-output | --d-feature] [--img-size 320]
 
 Prints teacher and student sizes (parameters, GFLOPs), each recorder's source and
 recorded shape, each connector's channels, each loss value and what the teacher load
@@ -10,34 +10,27 @@ transferred. A config that cannot work fails here with an error that says what t
 import argparse
 import sys
 
+from mmkd_yolo.apis import add_distill_args, dry_run, is_distill_cfg, prepare_train_cfg
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
-    parser.add_argument('--t-weights', metavar='PATH', help='teacher weights')
-    parser.add_argument('--t-cfg', metavar='CONFIG', help='teacher config')
-    parser.add_argument('--data', metavar='DATA_YAML', help='Ultralytics data.yaml')
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument('--d-output', action='store_true', help='outputs only')
-    mode.add_argument('--d-feature', action='store_true', help='outputs and features')
-    parser.add_argument('--img-size', type=int, default=320)
+    add_distill_args(parser)
     parser.add_argument('--batch-size', type=int, default=2)
     args = parser.parse_args()
 
     from mmengine.logging import MMLogger
-
-    from mmkd_yolo.utils.dry_run import dry_run
-    from mmkd_yolo.utils.setup import is_distill_cfg, prepare_train_cfg
     MMLogger.get_instance('check_config', log_level='INFO')
+    img_size = args.img_size or 320
     try:
         cfg = prepare_train_cfg(args.config, t_weights=args.t_weights, t_cfg=args.t_cfg,
                                 d_output=args.d_output, d_feature=args.d_feature,
-                                data=args.data)
+                                data=args.data, weights=args.weights, img_size=args.img_size)
         if not is_distill_cfg(cfg):
             raise ConfigError(f'{args.config} is not a distillation config (no teacher).')
-        lines = dry_run(cfg, img_size=args.img_size, batch_size=args.batch_size)
+        lines = dry_run(cfg, img_size=img_size, batch_size=args.batch_size)
     except (ConfigError, CheckpointError, DataError, NonFiniteLossError) as e:
         sys.exit(f'error: {e}')
     print(f'\n{args.config}')

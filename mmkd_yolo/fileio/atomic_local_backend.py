@@ -17,7 +17,9 @@ class AtomicLocalBackend(LocalBackend):
     truncated ``epoch_N.pth`` that looks like the newest checkpoint. Here the bytes go to
     ``<name>.tmp.<pid>`` in the same folder, are flushed to disk, and the file is renamed
     over the final name (atomic on POSIX), so a checkpoint path holds either nothing or a
-    complete checkpoint. ``tools/train.py`` makes the CheckpointHook use this backend.
+    complete checkpoint. :func:`mmkd_yolo.apis.prepare_train_cfg` makes the
+    CheckpointHook use this backend; converted checkpoints and COCO json files are written
+    with it too.
     """
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:

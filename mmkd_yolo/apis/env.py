@@ -1,6 +1,6 @@
 """Environment report: what a user pastes into a bug report.
 
-Run ``python -m mmkd_yolo.env`` or ``python tools/misc/print_env.py``.
+Run ``python -m mmkd_yolo.apis.env``, ``python tools/misc/print_env.py`` or ``make env``.
 """
 from __future__ import annotations
 

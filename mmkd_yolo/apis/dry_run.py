@@ -67,6 +67,7 @@ def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
     logger = MMLogger.get_current_instance()
     start = time.time()
     model = MODELS.build(cfg.model)
+    model.init_weights()  # as the Runner does: --weights (the student's init_cfg) applies
     built = time.time() - start
     model.train()
     nc = model.student.bbox_head.num_classes
@@ -78,6 +79,14 @@ def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
     lines = [f'config built in {built:.1f}s; one batch of {batch_size} generated '
              f'{img_size}x{img_size} images, loss forward + backward in '
              f'{time.time() - start - built:.1f}s']
+    # what the loss batch recorded (before the one-image GFLOPs probe below records again)
+    records = [
+        f'recorder {role}.{rec_name}: {type(recorder).__name__} on {recorder.source!r} -> '
+        f'{_shape(recorder.get_record_data())}'
+        for role, manager in (('student', model.distiller.student_recorders),
+                              ('teacher', model.distiller.teacher_recorders))
+        for rec_name, recorder in manager.recorders.items()
+    ]
     for name, net, fwd in (
             ('student', model.student, model.student._forward),
             ('teacher', model.teacher, model.teacher_forward)):
@@ -90,11 +99,11 @@ def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
         lines.append(f'teacher weights: transferred {n}/{m} items from {model.teacher_ckpt}')
     else:
         lines.append('teacher weights: none (a random teacher!) - set --t-weights')
-    for role, manager in (('student', model.distiller.student_recorders),
-                          ('teacher', model.distiller.teacher_recorders)):
-        for rec_name, recorder in manager.recorders.items():
-            lines.append(f'recorder {role}.{rec_name}: {type(recorder).__name__} on '
-                         f'{recorder.source!r} -> {_shape(recorder.get_record_data())}')
+    init = model.student.init_cfg
+    lines.append(f'student weights: from {init["checkpoint"]}' if init and init.get('type') ==
+                 'Pretrained' else 'student weights: random initialisation (--weights to start '
+                 'from a checkpoint)')
+    lines += records
     for conn_name, connector in model.distiller.connectors.items():
         conv = next(m for m in connector.modules() if isinstance(m, nn.Conv2d))
         lines.append(f'connector {conn_name}: {conv.in_channels} -> {conv.out_channels} '

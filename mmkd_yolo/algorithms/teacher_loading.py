@@ -16,6 +16,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 from ..converters import is_ultralytics_checkpoint, load_or_convert
 from ..errors import CheckpointError
+from ..models.detector_cfg import mmyolo_yolov5_config, yolov5_size
 
 #: Prefixes under which a state dict may hold the detector (DDP, a distillation run).
 _STRIP_PREFIXES = ('module.', )
@@ -71,10 +72,6 @@ def intersect_state_dicts(
     return fit, missing, shape_mismatch
 
 
-#: YOLOv5 size by width factor
-_SIZES = {0.25: 'n', 0.5: 's', 0.75: 'm', 1.0: 'l', 1.25: 'x'}
-
-
 def _check_ultralytics_meta(teacher: torch.nn.Module, meta: dict, path: str) -> None:
     """Class count, size and anchors of a converted checkpoint against the teacher."""
     head = teacher.bbox_head
@@ -89,8 +86,7 @@ def _check_ultralytics_meta(teacher: torch.nn.Module, meta: dict, path: str) -> 
             f'teacher weights {path!r} are a YOLOv5 with depth/width '
             f'{meta["deepen_factor"]}/{meta["widen_factor"]}, the teacher config '
             f'{deepen}/{widen}: give the matching teacher config, e.g. --t-cfg '
-            f"'mmyolo::yolov5/yolov5_{_SIZES.get(meta['widen_factor'], 's')}-v61_syncbn_fast_"
-            "8xb16-300e_coco.py'.")
+            f"'{mmyolo_yolov5_config(yolov5_size(meta['widen_factor']))}'.")
     config_anchors = [[tuple(float(v) for v in a) for a in level]
                       for level in head.prior_generator.base_sizes]
     if any(abs(a - b) > 0.5 for la, lb in zip(meta['anchors'], config_anchors)

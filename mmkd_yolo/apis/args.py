@@ -1,0 +1,40 @@
+"""Command-line options shared by the tools, in OpenMMLab's and YOLOv5's spellings."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """``--work-dir``, ``--cfg-options``, ``--launcher``, ``--local-rank``."""
+    from mmengine.config import DictAction
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: work_dirs/<config name>)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value (e.g. train_cfg.max_epochs=3)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher (dist_*.sh set pytorch)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def add_distill_args(parser: argparse.ArgumentParser) -> None:
+    """The options of the YOLOv5 distillation scripts, and the data and size options."""
+    parser.add_argument('--t-weights', metavar='PATH',
+                        help="teacher weights (sets the config's model.teacher_ckpt): "
+                        'an mmyolo checkpoint or an Ultralytics YOLOv5 .pt')
+    parser.add_argument('--t-cfg', metavar='CONFIG',
+                        help='teacher config file; its model replaces model.teacher')
+    parser.add_argument('--weights', metavar='PATH',
+                        help="the student's starting weights (Ultralytics .pt, mmyolo or "
+                        'distillation checkpoint); also for plain configs')
+    parser.add_argument('--data', metavar='DATA_YAML',
+                        help='Ultralytics data.yaml: train/val sets and class count of '
+                        'student and teacher')
+    parser.add_argument('--img-size', type=int, metavar='N',
+                        help='train and evaluate at N px (pipelines and loss weights)')
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument('--d-output', action='store_true',
+                      help='distill the head outputs only (drops feature parts)')
+    mode.add_argument('--d-feature', action='store_true',
+                      help='distill the head outputs and the neck features '
+                      '(the config\'s feature loss, connectors where widths differ)')

@@ -1,0 +1,103 @@
+"""From ``tools/train.py``'s options to a Runner-ready config."""
+from __future__ import annotations
+
+import logging
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+from ..errors import ConfigError
+from ..fileio import find_resume_checkpoint
+from .config import (apply_student_weights, apply_teacher_args, default_work_dir,
+                     load_config, set_img_size)
+from .data import apply_data_yaml
+from .distill_switches import apply_distill_switches, refit_connectors
+
+
+def prepare_train_cfg(config: str,
+                      work_dir: Optional[str] = None,
+                      resume: Optional[str] = None,
+                      amp: bool = False,
+                      cfg_options: Optional[dict] = None,
+                      launcher: str = 'none',
+                      t_weights: Optional[str] = None,
+                      t_cfg: Optional[str] = None,
+                      d_output: bool = False,
+                      d_feature: bool = False,
+                      data: Optional[str] = None,
+                      weights: Optional[str] = None,
+                      img_size: Optional[int] = None) -> Config:
+    """Everything ``tools/train.py`` does to a config before the Runner is built.
+
+    No side effects beyond the config (and cached conversions): a multi-process launch
+    is started by :func:`init_distributed`, a separate step.
+
+    Args:
+        config (str): Config file (distillation, or a plain detector config).
+        work_dir (str, optional): Overrides the config's; default
+            ``work_dirs/<config name>``.
+        resume (str, optional): ``'auto'`` (newest complete checkpoint of work_dir) or a
+            path.
+        amp (bool): Mixed precision (``AmpOptimWrapper``).
+        cfg_options (dict, optional): ``--cfg-options`` overrides.
+        launcher (str): ``none`` or ``pytorch`` (torchrun), ``slurm``, ``mpi``.
+        t_weights (str, optional): Teacher weights.
+        t_cfg (str, optional): Teacher config file (its ``model``).
+        d_output (bool): Distill outputs only.
+        d_feature (bool): Distill outputs and neck features.
+        data (str, optional): An Ultralytics ``data.yaml``: datasets and class count.
+        weights (str, optional): The student's starting weights.
+        img_size (int, optional): Train and evaluate at this size (px).
+
+    Returns:
+        Config: Ready for :func:`build_runner`.
+    """
+    cfg = load_config(config, cfg_options)
+    cfg.launcher = launcher
+    apply_teacher_args(cfg, t_weights, t_cfg)
+    if data:
+        apply_data_yaml(cfg, data)
+    if img_size:
+        set_img_size(cfg, img_size)
+    if weights:
+        apply_student_weights(cfg, weights)
+    if d_output or d_feature:
+        apply_distill_switches(cfg, d_output=d_output, d_feature=d_feature)
+    if t_cfg:
+        refit_connectors(cfg)  # the config's connectors were for its own teacher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(config)
+    if amp:
+        if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+            print_log('AMP is already on in this config.', 'current', logging.WARNING)
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    _set_resume(cfg, resume)
+    ckpt_hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if ckpt_hook and ckpt_hook.get('type', '').endswith('CheckpointHook') and not (
+            ckpt_hook.get('backend_args') or ckpt_hook.get('file_client_args')):
+        ckpt_hook['backend_args'] = dict(backend='atomic_local')  # never a partial file
+    return cfg
+
+
+def _set_resume(cfg: Config, resume: Optional[str]) -> None:
+    if resume == 'auto':
+        # mmengine trusts work_dir/last_checkpoint; take the newest *complete* one instead
+        latest = find_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+        if latest:
+            print_log(f'resuming from {latest}', 'current')
+            cfg.resume, cfg.load_from = True, latest
+        else:
+            print_log(f'--resume: no checkpoint in {cfg.work_dir}, starting anew', 'current',
+                      logging.WARNING)
+            cfg.resume, cfg.load_from = False, None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise ConfigError(f'--resume {resume!r}: no such checkpoint.')
+        cfg.resume = True
+        cfg.load_from = resume
