@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 
 CLASSES = ('square', 'circle', 'triangle', 'diamond', 'ring', 'cross', 'star', 'hexagon')
+#: BGR colour of each class's family: classes 2k and 2k+1 share one.
+_FAMILIES = ((40, 40, 220), (40, 200, 40), (220, 80, 40), (40, 200, 230))
 
 
 def _polygon(cx: float, cy: float, radius: float, n: int, phase: float,
@@ -69,19 +71,19 @@ def _background(rng: np.random.Generator, img_size: int) -> np.ndarray:
         period = rng.uniform(6, 24)
         angle = rng.uniform(0, np.pi)
         yy, xx = np.mgrid[0:img_size, 0:img_size]
-        img += 18 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi /
+        img += 12 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi /
                            period)[..., None]
     else:  # blotches
-        low = rng.normal(0, 30, size=(max(2, img_size // 16), ) * 2 + (3, ))
+        low = rng.normal(0, 20, size=(max(2, img_size // 16), ) * 2 + (3, ))
         img += cv2.resize(low, (img_size, img_size), interpolation=cv2.INTER_CUBIC)
-    img += rng.normal(0, 8, size=img.shape)
+    img += rng.normal(0, 5, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _distractors(img: np.ndarray, rng: np.random.Generator) -> None:
     """Lines and blobs that are not objects."""
     size = img.shape[0]
-    for _ in range(int(rng.integers(2, 7))):
+    for _ in range(int(rng.integers(1, 5))):
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
         if rng.random() < 0.6:
             p0 = tuple(int(v) for v in rng.integers(0, size, size=2))
@@ -102,7 +104,7 @@ def _image(rng: np.random.Generator, img_size: int, max_objects: int,
     boxes: List[tuple] = []
     for _ in range(int(rng.integers(1, max_objects + 1))):
         # log-uniform sizes: many small objects, some large
-        size = int(np.exp(rng.uniform(np.log(max(6, img_size // 20)), np.log(img_size / 3))))
+        size = int(np.exp(rng.uniform(np.log(max(8, img_size // 14)), np.log(img_size / 3))))
         for _try in range(20):
             x0 = int(rng.integers(0, img_size - size))
             y0 = int(rng.integers(0, img_size - size))
@@ -113,7 +115,8 @@ def _image(rng: np.random.Generator, img_size: int, max_objects: int,
             continue
         boxes.append((x0, y0, size))
         cls = int(rng.integers(0, num_classes))
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        colour = tuple(int(np.clip(c + rng.integers(-40, 41), 0, 255))
+                       for c in _FAMILIES[cls // 2])
         _draw_shape(img, cls, x0, y0, size, colour)
         anns.append(dict(category_id=cls + 1,
                          bbox=[float(x0), float(y0), float(size), float(size)]))
