@@ -15,8 +15,9 @@ test: install
 test-fast: install
 	$(PY) -m pytest tests -q -m "not slow"
 
+# FAST=1: the same steps on a tiny schedule (a smoke run of a few minutes)
 demo: install
-	$(PY) tools/misc/demo.py
+	$(PY) tools/misc/demo.py $(if $(filter-out 0,$(FAST)),--fast)
 
 env: install
 	$(PY) tools/misc/print_env.py

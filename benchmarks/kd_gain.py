@@ -3,12 +3,13 @@
     # real data, fine-tuning: the official YOLOv5n is the student's start and the teacher;
     # coco128 split in two halves, train on one and evaluate on the other, then swap
     python benchmarks/kd_gain.py real [--seeds 0 1 2] [--variants plain kd-out ...]
-    # the demo task: generated images, a YOLOv5-s teacher trained first, YOLOv5-n students
-    python benchmarks/kd_gain.py demo [--seeds 0 1 2]
+    # the demo task of `make demo` (its data and schedules, and its runs: the teacher and
+    # each seed's plain and default-recipe students are shared with the demo)
+    python benchmarks/kd_gain.py demo [--seeds 0 1 2] [--variants plain kd-out ...]
 
 Every run is a plain ``tools/train.py`` run (plain and distilled launched the same way:
 ``--data``, ``--img-size``, ``--weights``, ``--t-weights``) whose log and checkpoints stay
-in ``--out``; a finished run is skipped when the script is run again, an interrupted
+in its work dir; a finished run is skipped when the script is run again, an interrupted
 one is resumed. At the end: mean and std of the final mAP@.5:.95 / mAP@.5 per variant,
 the paired per-seed difference to the plain student with its standard error and a verdict
 (beyond 2 standard errors or not), as a table on stdout and in ``report.md``, and
@@ -23,18 +24,21 @@ import math
 import os
 import os.path as osp
 import statistics
-import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from mmkd_yolo.apis.runs import (DEMO_KD_CFG, DEMO_STUDENT_CFG,  # noqa: E402
+                                 DEMO_TASK, DEMO_TEACHER_CFG, Progress, demo_data,
+                                 demo_data_options, demo_run_dirs, fmt_seconds,
+                                 schedule_options, train_run, val_history)
+
 SHARED = osp.join(osp.dirname(REPO), 'shared')
-TAIL = 'v61_fast_1xb16-40e_shapes-160.py'
-PLAIN_N = osp.join(REPO, 'configs', 'yolov5', f'yolov5_n-{TAIL}')
-TEACHER_S = osp.join(REPO, 'configs', 'yolov5', f'yolov5_s-{TAIL}')
-KD_N2N = osp.join(REPO, 'configs', 'distill', 'yolov5', f'kd-out_yolov5_n-to-n-{TAIL}')
-KD_S2N = osp.join(REPO, 'configs', 'distill', 'yolov5', f'kd-out_yolov5_s-to-n-{TAIL}')
+KD_N2N = osp.join(REPO, 'configs', 'distill', 'yolov5',
+                  'kd-out_yolov5_n-to-n-v61_fast_1xb16-40e_shapes-160.py')
 
 #: What each variant changes in the distillation config (a child config is written per
 #: variant), and extra command-line switches. ``None``: the plain student.
@@ -61,36 +65,18 @@ def parse_args():
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--variants', nargs='+', default=['plain', 'kd-out'],
                         choices=list(VARIANTS))
-    parser.add_argument('--epochs', type=int, default=30)
-    parser.add_argument('--val-interval', type=int, default=5)
+    parser.add_argument('--epochs', type=int, default=30, help='real regime')
+    parser.add_argument('--val-interval', type=int, default=5, help='real regime')
     parser.add_argument('--out', help='work folder (default: work_dirs/kd_gain/<regime>)')
     parser.add_argument('--coco128', default=osp.join(SHARED, 'data', 'coco128'),
                         help='real regime: coco128 in Ultralytics layout')
     parser.add_argument('--yolov5n', default=osp.join(SHARED, 'weights', 'yolov5n.pt'),
                         help='real regime: the official YOLOv5n checkpoint')
-    parser.add_argument('--img-size', type=int, default=None,
-                        help='default: 320 (real), the demo data size (demo)')
-    parser.add_argument('--teacher-epochs', type=int, default=60, help='demo regime')
-    parser.add_argument('--data-root', default=osp.join(REPO, 'data', 'shapes_hard'),
-                        help='demo regime: where the generated set goes')
+    parser.add_argument('--img-size', type=int, default=320, help='real regime')
     return parser.parse_args()
 
 
 # --- runs ---------------------------------------------------------------------------------
-def val_history(work_dir: str) -> List[dict]:
-    """Every validation of a run: ``{'epoch', 'mAP', 'mAP50'}``, in order."""
-    rows = []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'coco/bbox_mAP' in rec:
-                    rows.append(dict(epoch=rec.get('step', len(rows) + 1),
-                                     mAP=rec['coco/bbox_mAP'], mAP50=rec['coco/bbox_mAP_50']))
-    by_epoch = {r['epoch']: r for r in rows}  # a resumed run may log an epoch twice
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
 def variant_config(name: str, kd_config: str, out: str) -> Optional[str]:
     """A child config of ``kd_config`` with the variant's changes (None for plain)."""
     spec = VARIANTS[name]
@@ -110,56 +96,6 @@ def variant_config(name: str, kd_config: str, out: str) -> Optional[str]:
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     return path
-
-
-def train(work_dir: str, config: str, args: List[str], options: List[str]) -> float:
-    """One tools/train.py run, resumed if interrupted; seconds taken (0 if done before)."""
-    done = osp.join(work_dir, 'DONE')
-    if osp.isfile(done):
-        return 0.0
-    os.makedirs(work_dir, exist_ok=True)
-    resume = ['--resume'] if glob.glob(osp.join(work_dir, 'epoch_*.pth')) else []
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
-           *args, *resume, '--cfg-options', *options]
-    start = time.time()
-    with open(osp.join(work_dir, 'train.log'), 'a') as log:
-        log.write(' '.join(cmd) + '\n')
-        log.flush()
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    if code != 0:
-        sys.exit(f'[kd_gain] run failed (exit {code}): see {work_dir}/train.log')
-    open(done, 'w').close()
-    return time.time() - start
-
-
-def schedule_options(epochs: int, val_interval: int, seed: int) -> List[str]:
-    return [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={val_interval}',
-            f'default_hooks.param_scheduler.max_epochs={epochs}',
-            f'default_hooks.checkpoint.interval={val_interval}',
-            'default_hooks.checkpoint.max_keep_ckpts=1', f'randomness.seed={seed}']
-
-
-class Progress:
-    """``[k/n] name ... took 2m10s, ETA 14m`` lines from the runs actually trained."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.spent, self.trained = total, 0, 0.0, 0
-
-    def step(self, name: str, seconds: float) -> None:
-        self.done += 1
-        if seconds:
-            self.spent += seconds
-            self.trained += 1
-        left = self.total - self.done
-        eta = (f', ETA {_fmt(self.spent / self.trained * left)}'
-               if self.trained and left else '')
-        took = f'took {_fmt(seconds)}' if seconds else 'done before'
-        print(f'[kd_gain] [{self.done}/{self.total}] {name}: {took}{eta}', flush=True)
-
-
-def _fmt(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    return f'{m}m{s:02d}s'
 
 
 # --- regimes ------------------------------------------------------------------------------
@@ -190,20 +126,20 @@ def run_real(args, out: str) -> Dict[str, Dict[tuple, str]]:
     if not osp.isfile(args.yolov5n):
         sys.exit(f'[kd_gain] {args.yolov5n} not found (--yolov5n)')
     splits = real_splits(args, out)
-    img = args.img_size or 320
+    img = args.img_size
     runs = {v: {} for v in args.variants}
-    progress = Progress(len(args.variants) * len(args.seeds) * len(splits))
+    progress = Progress(len(args.variants) * len(args.seeds) * len(splits), 'kd_gain')
     for seed in args.seeds:
         for split, data in splits.items():
             for variant in args.variants:
-                cfg = variant_config(variant, KD_N2N, out) or PLAIN_N
+                cfg = variant_config(variant, KD_N2N, out) or DEMO_STUDENT_CFG
                 extra = ['--data', data, '--img-size', str(img), '--weights', args.yolov5n]
                 if VARIANTS[variant] is not None:
                     extra += ['--t-weights', args.yolov5n]
                     if VARIANTS[variant].get('switch'):
                         extra.append(VARIANTS[variant]['switch'])
                 wd = osp.join(out, variant, f'split{split.replace("->", "")}_seed{seed}')
-                took = train(wd, cfg, extra,
+                took = train_run(wd, cfg, extra,
                              schedule_options(args.epochs, args.val_interval, seed))
                 progress.step(f'{variant}, {split}, seed {seed}', took)
                 runs[variant][(split, seed)] = wd
@@ -211,38 +147,34 @@ def run_real(args, out: str) -> Dict[str, Dict[tuple, str]]:
 
 
 def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
-    from mmkd_yolo.datasets import make_shapes_dataset  # noqa: E402
-    data_root = args.data_root
-    img = args.img_size or 160
-    if not osp.isfile(osp.join(data_root, 'annotations', 'val.json')):
-        print(f'[kd_gain] generating the demo set in {data_root}', flush=True)
-        make_shapes_dataset(data_root, num_train=512, num_val=128, img_size=img, seed=0)
-    data_opts = [f'train_dataloader.dataset.data_root={data_root}/',
-                 f'val_dataloader.dataset.data_root={data_root}/',
-                 f'test_dataloader.dataset.data_root={data_root}/',
-                 f'val_evaluator.ann_file={data_root}/annotations/val.json',
-                 f'test_evaluator.ann_file={data_root}/annotations/val.json']
-    size = ['--img-size', str(img)]
-    progress = Progress(1 + len(args.variants) * len(args.seeds))
-    teacher_dir = osp.join(out, 'teacher_s')
-    te = args.teacher_epochs
-    took = train(teacher_dir, TEACHER_S, size,
-                 schedule_options(te, max(te // 4, 1), 0) + data_opts)
+    """The demo task and schedules of ``make demo`` (DEMO_TASK), sharing its runs: the
+    teacher, and the plain and default-recipe students of each seed, are the demo's."""
+    task = DEMO_TASK
+    root = demo_data(task)
+    data_opts = demo_data_options(root)
+    size = ['--img-size', str(task['img_size'])]
+    progress = Progress(1 + len(args.variants) * len(args.seeds), 'kd_gain')
+    teacher_dir = demo_run_dirs(task, 0)['teacher']
+    te = task['teacher_epochs']
+    took = train_run(teacher_dir, DEMO_TEACHER_CFG, size,
+                     schedule_options(te, max(te // 4, 1), task['data_seed']) + data_opts)
     progress.step('teacher YOLOv5-s', took)
     teacher_ckpt = osp.join(teacher_dir, f'epoch_{te}.pth')
     runs = {v: {} for v in args.variants}
-    runs['teacher'] = {('demo', 0): teacher_dir}
     for seed in args.seeds:
+        shared = demo_run_dirs(task, seed)
         for variant in args.variants:
-            cfg = variant_config(variant, KD_S2N, out) or PLAIN_N
+            cfg = variant_config(variant, DEMO_KD_CFG, out) or DEMO_STUDENT_CFG
             extra = list(size)
             if VARIANTS[variant] is not None:
                 extra += ['--t-weights', teacher_ckpt]
                 if VARIANTS[variant].get('switch'):
                     extra.append(VARIANTS[variant]['switch'])
-            wd = osp.join(out, variant, f'seed{seed}')
-            took = train(wd, cfg, extra,
-                         schedule_options(args.epochs, args.val_interval, seed) + data_opts)
+            wd = {'plain': shared['plain'], 'kd-out': shared['distilled']}.get(
+                variant, osp.join(out, variant, f'seed{seed}'))
+            took = train_run(wd, cfg, extra,
+                             schedule_options(task['epochs'], task['val_interval'], seed) +
+                             data_opts)
             progress.step(f'{variant}, seed {seed}', took)
             runs[variant][('demo', seed)] = wd
     return runs
@@ -319,24 +251,24 @@ def plot(runs: Dict[str, Dict[tuple, str]], path: str, title: str) -> None:
 
 def main():
     args = parse_args()
-    sys.path.insert(0, REPO)
     out = osp.abspath(args.out or osp.join(REPO, 'work_dirs', 'kd_gain', args.regime))
     start = time.time()
     if args.regime == 'real':
         runs = run_real(args, out)
         title = (f'Real data, fine-tuning the official YOLOv5n (teacher: the same checkpoint), '
                  f'coco128 halves (train on one, evaluate on the other), '
-                 f'{args.img_size or 320} px, {args.epochs} epochs, seeds {args.seeds}')
+                 f'{args.img_size} px, {args.epochs} epochs, seeds {args.seeds}')
     else:
         runs = run_demo(args, out)
-        title = (f'Demo task (generated), YOLOv5-s teacher -> YOLOv5-n, {args.epochs} epochs, '
-                 f'seeds {args.seeds}')
+        title = (f'Demo task (make demo\'s data and schedules), YOLOv5-s teacher '
+                 f'({DEMO_TASK["teacher_epochs"]} epochs) -> YOLOv5-n, {DEMO_TASK["epochs"]} '
+                 f'epochs, seeds {args.seeds}')
     report = summarise(runs, title)
     plot(runs, osp.join(out, 'curves.png'), f'kd_gain: {args.regime}')
     with open(osp.join(out, 'report.md'), 'w') as f:
         f.write(report + '\n\n![val mAP per epoch](curves.png)\n')
     print('\n' + report)
-    print(f'\n[kd_gain] {_fmt(time.time() - start)}; report: {out}/report.md, '
+    print(f'\n[kd_gain] {fmt_seconds(time.time() - start)}; report: {out}/report.md, '
           f'curves: {out}/curves.png')
 
 

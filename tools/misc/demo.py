@@ -1,120 +1,281 @@
 """The demo: distill a YOLOv5-s teacher into a YOLOv5-n student on generated data, on CPU.
 
-    make demo            # or: python tools/misc/demo.py [--epochs 40] [--work-dir ...]
+    make demo              # or: python tools/misc/demo.py
+    make demo FAST=1       # a smoke run of the same steps on a tiny schedule (minutes)
 
-Steps, each a plain ``tools/train.py`` run whose log is kept under the work dir:
-1. generate the shapes dataset (data/shapes, unless it exists);
-2. train the teacher (YOLOv5-s);
+Steps (each resumable: rerunning skips what finished and resumes what was interrupted):
+1. generate the demo set (shapes in clutter, 8 classes; reused when it exists);
+2. train the teacher (YOLOv5-s), reused when trained before on the same data and schedule;
 3. train the student alone (YOLOv5-n), the baseline;
-4. train the same student with output distillation from the teacher;
-and print both students' COCO mAP. Every run is resumable: rerunning the demo skips the
-steps that finished and resumes a step that was interrupted.
+4. train the same student with the default distillation recipe from the teacher, same
+   schedule and seed;
+5. evaluate all three (mAP, parameters, GFLOPs, CPU ms per image) and write
+   ``work_dirs/demo/report.md`` with ``curves.png`` (both students' val mAP and losses per
+   epoch) and ``detections.png`` (val images with each model's detections side by side).
 """
 from __future__ import annotations
 
 import argparse
-import glob
+import warnings
 import json
 import os
 import os.path as osp
-import subprocess
+import statistics
 import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TAIL = 'v61_fast_1xb16-40e_shapes-160.py'
-TEACHER_CFG = osp.join(REPO, 'configs', 'yolov5', f'yolov5_s-{TAIL}')
-STUDENT_CFG = osp.join(REPO, 'configs', 'yolov5', f'yolov5_n-{TAIL}')
-KD_CFG = osp.join(REPO, 'configs', 'distill', 'yolov5', f'kd-out_yolov5_s-to-n-{TAIL}')
+sys.path.insert(0, REPO)
+
+from mmkd_yolo.apis.runs import (DEMO_KD_CFG, DEMO_STUDENT_CFG,  # noqa: E402
+                                 DEMO_TASK, DEMO_TEACHER_CFG, DEMO_WORK_DIR, demo_data,
+                                 demo_data_options, demo_run_dirs, fmt_seconds,
+                                 loss_history, schedule_options, train_run, val_history)
+#: ``FAST=1``: the same steps on a tiny schedule (distillation stops for the last epoch
+#: only, so that the smoke run distills).
+FAST_TASK = dict(num_train=64, num_val=32, img_size=160, data_seed=0, teacher_epochs=6,
+                 epochs=4, val_interval=2)
+FAST_KD_OPTIONS = ['custom_hooks.1.num_last_epochs=1']
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'demo'))
-    parser.add_argument('--data-root', default=osp.join(REPO, 'data', 'shapes'))
-    parser.add_argument('--epochs', type=int, default=30, help='epochs of each run')
-    parser.add_argument('--teacher-epochs', type=int, default=60)
-    parser.add_argument('--num-train', type=int, default=256)
-    parser.add_argument('--num-val', type=int, default=64)
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--work-dir', default=DEMO_WORK_DIR)
+    parser.add_argument('--fast', action='store_true',
+                        help='tiny schedule, same steps and outputs (make demo FAST=1)')
+    parser.add_argument('--seed', type=int, default=0, help="the students' seed")
     return parser.parse_args()
 
 
-def final_map(work_dir: str):
-    """(mAP@.5:.95, mAP@.5) of the last validation in a run's scalars.json."""
-    rows = []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            rows += [json.loads(line) for line in f if 'coco/bbox_mAP' in line]
-    if not rows:
-        return None
-    return rows[-1]['coco/bbox_mAP'], rows[-1]['coco/bbox_mAP_50']
+def say(msg: str) -> None:
+    print(f'[demo] {msg}', flush=True)
 
 
-def train(name: str, config: str, work_dir: str, epochs: int, data_root: str, seed: int,
-          extra=()) -> float:
-    done = osp.join(work_dir, 'DONE')
-    if osp.isfile(done):
-        print(f'[demo] {name}: done before ({work_dir}), skipped')
-        return 0.0
-    os.makedirs(work_dir, exist_ok=True)
-    ckpts = glob.glob(osp.join(work_dir, 'epoch_*.pth'))
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
-           *extra, *(['--resume'] if ckpts else []), '--cfg-options',
-           f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
-           f'default_hooks.param_scheduler.max_epochs={epochs}',
-           f'default_hooks.checkpoint.interval={max(1, epochs // 4)}',
-           f'randomness.seed={seed}',
-           f'train_dataloader.dataset.data_root={data_root}/',
-           f'val_dataloader.dataset.data_root={data_root}/',
-           f'val_evaluator.ann_file={data_root}/annotations/val.json']
-    log = osp.join(work_dir, 'train.log')
-    print(f'[demo] {name}: {epochs} epochs, log in {log}', flush=True)
+def progress_printer(name: str):
+    """One progress line per logged iteration, at most every 10 s."""
+    last = [0.0]
+
+    def show(line: str) -> None:
+        if time.time() - last[0] >= 10:
+            last[0] = time.time()
+            say(f'  {name}: {line}')
+    return show
+
+
+def make_data(task: dict) -> str:
     start = time.time()
-    with open(log, 'a') as f:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=REPO)
-        for line in proc.stdout:
-            f.write(line)
-            # one short progress line per logged iteration, and every error
-            if ' - mmengine - INFO - Epoch(train)' in line or 'Error' in line:
-                msg = line.split(' - mmengine - INFO - ')[-1].strip()
-                print(f'[demo]   {msg[:150]}', flush=True)
-        if proc.wait() != 0:
-            sys.exit(f'[demo] {name} failed (exit {proc.returncode}); see {log}')
-    open(done, 'w').close()
-    return time.time() - start
+    root = demo_data(task)
+    took = time.time() - start
+    say(f'1/5 data: {task["num_train"]} train + {task["num_val"]} val images of '
+        f'{task["img_size"]} px in {root} ' +
+        (f'({fmt_seconds(took)})' if took > 1 else '(generated before, reused)'))
+    return root
+
+
+def last_checkpoint(work_dir: str, epochs: int) -> str:
+    path = osp.join(work_dir, f'epoch_{epochs}.pth')
+    if not osp.isfile(path):
+        sys.exit(f'[demo] {path} is missing: delete {work_dir} and rerun')
+    return path
+
+
+# --- evaluation ----------------------------------------------------------------------------
+def load_detector(config: str, checkpoint: str, data_root: str):
+    """An mmyolo detector with the weights of ``checkpoint`` (a distillation checkpoint:
+    its student), in eval mode, ready for mmdet's ``inference_detector``."""
+    import torch
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmkd_yolo.converters import extract_student
+    init_default_scope('mmyolo')
+    cfg = Config.fromfile(config)
+    for key in ('val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.data_root = data_root + '/'
+    if 'architecture' in cfg.model:  # evaluate the distilled student on its own
+        student = extract_student(checkpoint)
+        checkpoint = osp.join(osp.dirname(checkpoint), 'student.pth')
+        torch.save(student, checkpoint)
+        cfg = Config.fromfile(DEMO_STUDENT_CFG)
+    return init_detector(cfg, checkpoint, device='cpu')
+
+
+def measure(model, img_size: int) -> dict:
+    """Parameters, GFLOPs per image and median CPU ms of the network per image (batch 1,
+    backbone + neck + head; pre-processing and NMS left out: NMS time depends on how many
+    boxes a half-trained model scores above the threshold, not on the model)."""
+    import torch
+
+    from mmkd_yolo.apis.dry_run import conv_gflops
+    params = sum(p.numel() for p in model.parameters())
+    x = torch.rand(1, 3, img_size, img_size)
+    gflops = conv_gflops(model, model._forward, x)
+    times = []
+    with torch.no_grad():
+        for i in range(25):
+            start = time.perf_counter()
+            model._forward(x)
+            if i >= 5:  # warm-up first
+                times.append((time.perf_counter() - start) * 1000)
+    return dict(params=params, gflops=gflops, ms=statistics.median(times))
+
+
+def draw_grid(models, images, classes, out: str, score_thr: float = 0.3) -> None:
+    """Rows: val images; columns: ground truth, then each model's detections."""
+    import cv2
+    import numpy as np
+    from mmdet.apis import inference_detector
+    palette = [(60, 60, 230), (60, 200, 60), (230, 120, 40), (40, 200, 230),
+               (200, 60, 200), (200, 200, 40), (120, 60, 200), (60, 160, 160)]
+    scale = 3
+    rows = []
+    for path, gt in images:
+        img = cv2.imread(path)
+        big = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        panels = []
+        columns = [('ground truth', [(b, c, None) for b, c in gt])]
+        for name, model in models:
+            pred = inference_detector(model, path).pred_instances
+            keep = pred.scores >= score_thr
+            columns.append((name, [(b.tolist(), int(c), float(s)) for b, c, s in zip(
+                pred.bboxes[keep], pred.labels[keep], pred.scores[keep])]))
+        for title, boxes in columns:
+            panel = big.copy()
+            for (x0, y0, x1, y1), cls, score in boxes:
+                colour = palette[cls % len(palette)]
+                p0, p1 = (int(x0 * scale), int(y0 * scale)), (int(x1 * scale), int(y1 * scale))
+                cv2.rectangle(panel, p0, p1, colour, 2)
+                label = classes[cls] + ('' if score is None else f' {score:.2f}')
+                cv2.putText(panel, label, (p0[0] + 2, max(p0[1] - 4, 10)),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 3)
+                cv2.putText(panel, label, (p0[0] + 2, max(p0[1] - 4, 10)),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
+            header = np.full((28, panel.shape[1], 3), 255, np.uint8)
+            cv2.putText(header, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
+            panels.append(np.vstack([header, panel]))
+        rows.append(np.hstack([np.pad(p, ((2, 2), (2, 2), (0, 0)), constant_values=255)
+                               for p in panels]))
+    cv2.imwrite(out, np.vstack(rows))
+
+
+def plot_curves(runs, out: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (ax_map, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, work_dir in runs:
+        hist = val_history(work_dir)
+        ax_map.plot([h['epoch'] for h in hist], [h['mAP'] for h in hist], marker='o',
+                    label=name)
+        colour = ax_map.lines[-1].get_color()
+        for part, style in (('bbox', '-'), ('obj', '--'), ('cls', ':')):
+            # the distilled run logs its detection losses as student.loss_*
+            losses = loss_history(work_dir, f'student.loss_{part}') or \
+                loss_history(work_dir, f'loss_{part}')
+            ax_loss.plot(list(losses), list(losses.values()), style, color=colour,
+                         label=f'{name}: loss_{part}')
+    ax_map.set(xlabel='epoch', ylabel='val mAP@.5:.95', title='students: val mAP')
+    ax_loss.set(xlabel='epoch', ylabel='mean per epoch',
+               title='students: detection losses (distillation parts not included)')
+    for ax in (ax_map, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 def main():
     args = parse_args()
-    sys.path.insert(0, REPO)
-    if not osp.isfile(osp.join(args.data_root, 'annotations', 'val.json')):
-        from mmkd_yolo.datasets import make_shapes_dataset
-        print(f'[demo] generating {args.num_train}+{args.num_val} images in {args.data_root}')
-        make_shapes_dataset(args.data_root, num_train=args.num_train, num_val=args.num_val,
-                            img_size=160, seed=args.seed)
-    wd = args.work_dir
-    teacher_dir = osp.join(wd, 'teacher_s')
-    train('teacher (YOLOv5-s)', TEACHER_CFG, teacher_dir, args.teacher_epochs, args.data_root,
-          args.seed)
-    teacher_ckpt = osp.join(teacher_dir, f'epoch_{args.teacher_epochs}.pth')
-    train('student alone (YOLOv5-n)', STUDENT_CFG, osp.join(wd, 'student_n'), args.epochs,
-          args.data_root, args.seed)
-    train('student distilled from the teacher', KD_CFG, osp.join(wd, 'kd_s-to-n'), args.epochs,
-          args.data_root, args.seed, extra=['--t-weights', teacher_ckpt])
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    task = FAST_TASK if args.fast else DEMO_TASK
+    os.makedirs(args.work_dir, exist_ok=True)
+    begin = time.time()
+    say('the demo: YOLOv5-s teacher -> YOLOv5-n student, outputs distilled '
+        f'({"FAST=1: tiny schedule, for a smoke run" if args.fast else "about 25 min on 2 CPU cores"})')
+    root = make_data(task)
+    opts = demo_data_options(root)
+    size = ['--img-size', str(task['img_size'])]
+    timings = {}
+    dirs = demo_run_dirs(task, args.seed, args.work_dir)
+    te, ep, vi = task['teacher_epochs'], task['epochs'], task['val_interval']
+    steps = [
+        ('2/5 teacher YOLOv5-s', 'teacher', DEMO_TEACHER_CFG, dirs['teacher'], [],
+         schedule_options(te, max(te // 4, 1), task['data_seed'])),
+        ('3/5 student YOLOv5-n alone', 'plain', DEMO_STUDENT_CFG, dirs['plain'], [],
+         schedule_options(ep, vi, args.seed)),
+        ('4/5 student YOLOv5-n distilled', 'distilled', DEMO_KD_CFG, dirs['distilled'],
+         ['--t-weights', osp.join(dirs['teacher'], f'epoch_{te}.pth')],
+         schedule_options(ep, vi, args.seed) + (FAST_KD_OPTIONS if args.fast else [])),
+    ]
+    for title, role, config, work_dir, extra, schedule in steps:
+        epochs = te if role == 'teacher' else ep
+        say(f'{title}: {epochs} epochs, log in {work_dir}/train.log')
+        took = train_run(work_dir, config, size + extra, schedule + opts,
+                         on_progress=progress_printer(title.split(' ', 1)[1]))
+        timings[role] = took
+        say(f'{title}: ' + (f'done in {fmt_seconds(took)}' if took else
+                            'trained before with the same data and schedule, reused'))
 
-    rows = [('teacher YOLOv5-s', args.teacher_epochs, final_map(teacher_dir)),
-            ('student YOLOv5-n, alone', args.epochs, final_map(osp.join(wd, 'student_n'))),
-            ('student YOLOv5-n, distilled (kd-out)', args.epochs,
-             final_map(osp.join(wd, 'kd_s-to-n')))]
-    print('\n| model | epochs | mAP@.5:.95 | mAP@.5 |\n|---|---|---|---|')
-    for name, epochs, m in rows:
-        print(f'| {name} | {epochs} | ' + (f'{m[0]:.3f} | {m[1]:.3f} |' if m else 'n/a | n/a |'))
-    base, kd = rows[1][2], rows[2][2]
-    if base and kd:
-        print(f'\n[demo] distillation changed the student mAP@.5:.95 by {kd[0] - base[0]:+.3f} '
-              f'(validation: {args.num_val} generated images; one seed)')
+    say('5/5 evaluating: mAP from the runs, parameters, GFLOPs, CPU ms per image, pictures')
+    start = time.time()
+    import torch
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    with open(osp.join(root, 'annotations', 'val.json')) as f:
+        val = json.load(f)
+    classes = [c['name'] for c in sorted(val['categories'], key=lambda c: c['id'])]
+    images = [osp.join(root, 'val', im['file_name']) for im in val['images']]
+    rows = []
+    models = []
+    for title, role, config, work_dir, _, _ in steps:
+        epochs = te if role == 'teacher' else ep
+        model = load_detector(config, last_checkpoint(work_dir, epochs), root)
+        hist = val_history(work_dir)
+        rows.append(dict(name=title.split(' ', 1)[1], role=role, epochs=epochs,
+                         mAP=hist[-1]['mAP'], mAP50=hist[-1]['mAP50'],
+                         **measure(model, task['img_size'])))
+        models.append((rows[-1]['name'], model))
+    gt = {im['id']: [] for im in val['images'][:4]}
+    for ann in val['annotations']:
+        if ann['image_id'] in gt:
+            x, y, w, h = ann['bbox']
+            gt[ann['image_id']].append(([x, y, x + w, y + h], ann['category_id'] - 1))
+    draw_grid(models, [(images[i], gt[im['id']]) for i, im in enumerate(val['images'][:4])],
+              classes, osp.join(args.work_dir, 'detections.png'))
+    plot_curves([('alone', steps[1][3]), ('distilled', steps[2][3])],
+                osp.join(args.work_dir, 'curves.png'))
+    timings['evaluation'] = time.time() - start
+
+    plain, kd = rows[1], rows[2]
+    lines = [
+        f'# mmkd_yolo demo{" (FAST=1 smoke run)" if args.fast else ""}', '',
+        f'Generated shapes, {len(classes)} classes, {task["num_train"]} train / '
+        f'{task["num_val"]} val images of {task["img_size"]} px; seed {args.seed}. '
+        'CPU ms: median of 20 forward passes of the network, batch 1, '
+        f'{torch.get_num_threads()} threads (pre-processing and NMS not included).', '',
+        '| model | epochs | mAP@.5:.95 | mAP@.5 | parameters | GFLOPs | CPU ms / image |',
+        '|---|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append(f'| {r["name"]} | {r["epochs"]} | {r["mAP"]:.3f} | {r["mAP50"]:.3f} | '
+                     f'{r["params"] / 1e6:.2f}M | {r["gflops"]:.2f} | {r["ms"]:.1f} |')
+    diff = kd['mAP'] - plain['mAP']
+    lines += ['', f'**Distilled minus alone: {100 * diff:+.1f} points mAP@.5:.95, '
+              f'{100 * (kd["mAP50"] - plain["mAP50"]):+.1f} points mAP@.5** (one seed; '
+              '`benchmarks/kd_gain.py demo` repeats it over seeds).', '',
+              '| step | time |', '|---|---|']
+    for role, seconds in timings.items():
+        lines.append(f'| {role} | {fmt_seconds(seconds) if seconds else "reused"} |')
+    lines += [f'| total | {fmt_seconds(time.time() - begin)} |', '',
+              '![val mAP and losses per epoch](curves.png)', '',
+              '![detections: ground truth, teacher, student alone, student distilled]'
+              '(detections.png)', '']
+    report = osp.join(args.work_dir, 'report.md')
+    with open(report, 'w') as f:
+        f.write('\n'.join(lines))
+    print('\n' + '\n'.join(lines[4:4 + 2 + len(rows)]) + '\n')
+    say(f'distillation changed the student by {100 * diff:+.1f} points mAP@.5:.95; report: '
+        f'{report} (with curves.png and detections.png), total {fmt_seconds(time.time() - begin)}')
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ import torch
 
 from mmkd_yolo.converters import convert_yolov5_checkpoint
 from mmkd_yolo.errors import CheckpointError
+from mmkd_yolo.models.detector_cfg import mmyolo_yolov5_config, yolov5_size
 
 
 def main():
@@ -29,13 +30,13 @@ def main():
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     torch.save(ckpt, args.dst)
     meta = ckpt['meta']
-    size = {0.25: 'n', 0.5: 's', 0.75: 'm', 1.0: 'l', 1.25: 'x'}.get(meta['widen_factor'], '?')
+    size = yolov5_size(meta['widen_factor'])
     print(f'converted {args.src} -> {args.dst}: {len(ckpt["state_dict"])} tensors, '
           f'{"EMA" if meta["ema"] else "model"} weights\n'
           f'  YOLOv5-{size}: deepen_factor={meta["deepen_factor"]} '
           f'widen_factor={meta["widen_factor"]}, num_classes={meta["num_classes"]}\n'
           f'  anchors={meta["anchors"]}\n'
-          f'  mmyolo config: mmyolo::yolov5/yolov5_{size}-v61_syncbn_fast_8xb16-300e_coco.py'
+          f'  mmyolo config: {mmyolo_yolov5_config(size)}'
           + ('' if meta['num_classes'] == 80 else
              f' with num_classes={meta["num_classes"]}'))
 
