@@ -227,6 +227,12 @@ class YOLOv5Distill(SingleTeacherDistill):
             student_losses = self.student(batch_inputs, data_samples, mode='loss')
         losses.update(add_prefix(student_losses, 'student'))
         if self.distillation_stopped:
+            # The connectors get no gradient once distillation stops, and DDP (without
+            # find_unused_parameters) fails on parameters without one: a zero-valued
+            # term keeps them in the graph, as mmdet's heads do for empty targets.
+            idle = [p.sum() * 0 for p in self.distiller.parameters() if p.requires_grad]
+            if idle:
+                losses['student.loss_bbox'] = losses['student.loss_bbox'] + sum(idle)
             return losses
         for name, value in self.distiller.compute_distill_losses().items():
             if isinstance(value, dict):

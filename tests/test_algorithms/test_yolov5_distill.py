@@ -280,3 +280,17 @@ def test_kd_gradient_norm_comparable_to_detection_loss(batch, tmp_path):
     mse = grad_norms(_identical_n_to_n(
         tmp_path, dict(type='YOLOv5MSEOutputDistillLoss', loss_weight=10.0))[0])
     assert mse['distill.'] > 3 * mse['student.'], mse
+
+
+def test_stopped_distillation_keeps_connectors_in_the_graph(batch):
+    """After StopDistill*Hook, DDP (no find_unused_parameters) needs every trained
+    parameter to get a gradient: the connectors get zeros, the logged losses are the
+    student's alone and unchanged."""
+    model, _ = build(KD_CWD_S2N)
+    model.distillation_stopped = True
+    losses = run_loss(model, batch)
+    assert set(losses) == {'student.loss_cls', 'student.loss_bbox', 'student.loss_obj'}
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    grads = [p.grad for p in model.distiller.connectors.parameters()]
+    assert grads and all(g is not None and not g.any() for g in grads)
