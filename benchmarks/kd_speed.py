@@ -60,13 +60,19 @@ def make_batch(args, data_root):
 def build_variants(device):
     from mmengine.config import Config
 
-    from mmkd_yolo.registry import MODELS
     from mmkd_yolo.models.detector_cfg import load_detector_cfg
+    from mmkd_yolo.registry import MODELS
     variants = {'student alone (n)': MODELS.build(load_detector_cfg(STUDENT))}
-    for name, cfg_path in [('kd-out, n <- n', KD.format('', 'n')),
-                           ('kd-out, n <- s', KD.format('', 's')),
-                           ('kd-out-cwd, n <- s', KD.format('-cwd', 's'))]:
-        variants[name] = MODELS.build(Config.fromfile(cfg_path).model)
+    raw_mse = dict(type='YOLOv5MSEOutputDistillLoss', loss_weight=10.0)
+    for name, cfg_path, loss in [
+            ('kd-out, n <- n', KD.format('', 'n'), None),
+            ('kd-out with the scripts\' raw-MSE loss, n <- n', KD.format('', 'n'), raw_mse),
+            ('kd-out, n <- s', KD.format('', 's'), None),
+            ('kd-out-cwd, n <- s', KD.format('-cwd', 's'), None)]:
+        model_cfg = Config.fromfile(cfg_path).model
+        if loss is not None:
+            model_cfg.distiller.distill_losses.loss_out = loss
+        variants[name] = MODELS.build(model_cfg)
     out = {}
     for name, model in variants.items():
         model.to(device).train()

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
-from mmengine.dist import get_world_size
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..registry import MODELS
-from .yolov5_output_distill_loss import HeadOutputs
+from .yolov5_head_loss_base import HeadOutputs, YOLOv5HeadLossBase
 
 
 @MODELS.register_module()
-class YOLOv5MSEOutputDistillLoss(nn.Module):
+class YOLOv5MSEOutputDistillLoss(YOLOv5HeadLossBase):
     """Output distillation of the YOLOv5 distillation scripts
     (``compute_distillation_output_loss``, after `Hinton et al., Distilling the
     Knowledge in a Neural Network <https://arxiv.org/abs/1503.02531>`_), on mmyolo heads.
@@ -49,24 +48,7 @@ class YOLOv5MSEOutputDistillLoss(nn.Module):
                  box_weight: Optional[float] = None,
                  obj_weight: Optional[float] = None,
                  cls_weight: Optional[float] = None) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
-        self.box_weight = box_weight
-        self.obj_weight = obj_weight
-        self.cls_weight = cls_weight
-
-    def inherit_head_weights(self, head: nn.Module) -> None:
-        """Take unset part weights from an mmyolo ``YOLOv5Head``'s loss weights.
-
-        Args:
-            head (nn.Module): The student's ``bbox_head``.
-        """
-        if self.box_weight is None:
-            self.box_weight = float(head.loss_bbox.loss_weight)
-        if self.obj_weight is None:
-            self.obj_weight = float(head.loss_obj.loss_weight)
-        if self.cls_weight is None:
-            self.cls_weight = float(head.loss_cls.loss_weight)
+        super().__init__(loss_weight, box_weight, obj_weight, cls_weight)
 
     def forward(self, s_preds: HeadOutputs, t_preds: HeadOutputs) -> Dict[str, Tensor]:
         """Compute the loss parts.
@@ -80,23 +62,15 @@ class YOLOv5MSEOutputDistillLoss(nn.Module):
         Returns:
             dict[str, Tensor]: ``box``, ``obj`` and (when nc > 1) ``cls``, each a scalar.
         """
-        if None in (self.box_weight, self.obj_weight, self.cls_weight):
-            raise RuntimeError(
-                'YOLOv5MSEOutputDistillLoss has no box/obj/cls weights: set them in the '
-                'config or build it inside YOLOv5Distill, which takes the student\'s.')
+        self._check_ready()
         s_cls, s_box, s_obj = s_preds
         t_cls, t_box, t_obj = t_preds
         zero = s_box[0].new_zeros(())
         l_box, l_obj, l_cls = zero, zero, zero
         multi_class = True
         for i in range(len(s_box)):
+            self._check_level(i, s_preds, t_preds)
             n, a, h, w = s_obj[i].shape
-            if t_box[i].shape != s_box[i].shape or t_cls[i].shape != s_cls[i].shape:
-                raise ValueError(
-                    f'level {i}: student predictions {tuple(s_box[i].shape)}/'
-                    f'{tuple(s_cls[i].shape)} and teacher {tuple(t_box[i].shape)}/'
-                    f'{tuple(t_cls[i].shape)} differ; teacher and student need the same '
-                    'anchors, classes and strides.')
             nc = s_cls[i].shape[1] // a
             multi_class = nc > 1
             weight = t_obj[i].detach().sigmoid().view(n, a, 1, h, w)
@@ -106,8 +80,4 @@ class YOLOv5MSEOutputDistillLoss(nn.Module):
             if multi_class:
                 l_cls = l_cls + (((s_cls[i] - t_cls[i].detach())**2).view(n, a, nc, h, w) *
                                  weight).mean()
-        scale = self.loss_weight * s_box[0].shape[0] * get_world_size()
-        losses = dict(box=l_box * self.box_weight * scale, obj=l_obj * self.obj_weight * scale)
-        if multi_class:
-            losses['cls'] = l_cls * self.cls_weight * scale
-        return losses
+        return self._scaled(l_box, l_obj, l_cls if multi_class else None, s_box[0].shape[0])

@@ -1,19 +1,15 @@
 """Bounded, teacher-confidence-weighted output distillation for YOLOv5 heads."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmengine.dist import get_world_size
 from mmyolo.models.losses import bbox_overlaps
 from torch import Tensor, nn
 
 from ..registry import MODELS
-
-#: (cls_scores, bbox_preds, objectnesses), one tensor per level, as mmyolo's
-#: ``YOLOv5HeadModule.forward`` returns them.
-HeadOutputs = Tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor]]
+from .yolov5_head_loss_base import HeadOutputs, YOLOv5HeadLossBase
 
 
 def bernoulli_kl(s_logits: Tensor, t_logits: Tensor, tau: float = 1.0) -> Tensor:
@@ -54,7 +50,7 @@ def decode_xywh(bbox_pred: Tensor, priors: Tensor) -> Tensor:
 
 
 @MODELS.register_module()
-class YOLOv5OutputDistillLoss(nn.Module):
+class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
     """YOLOv5's own detection loss with the teacher's predictions as soft targets.
 
     The raw-MSE loss of the YOLOv5 distillation scripts
@@ -92,12 +88,8 @@ class YOLOv5OutputDistillLoss(nn.Module):
                  box_weight: Optional[float] = None,
                  obj_weight: Optional[float] = None,
                  cls_weight: Optional[float] = None) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
+        super().__init__(loss_weight, box_weight, obj_weight, cls_weight)
         self.tau = tau
-        self.box_weight = box_weight
-        self.obj_weight = obj_weight
-        self.cls_weight = cls_weight
         self.obj_level_weights: Optional[Sequence[float]] = None
         self.register_buffer('priors', None, persistent=False)
 
@@ -107,12 +99,7 @@ class YOLOv5OutputDistillLoss(nn.Module):
         Args:
             head (nn.Module): The student's ``bbox_head``.
         """
-        if self.box_weight is None:
-            self.box_weight = float(head.loss_bbox.loss_weight)
-        if self.obj_weight is None:
-            self.obj_weight = float(head.loss_obj.loss_weight)
-        if self.cls_weight is None:
-            self.cls_weight = float(head.loss_cls.loss_weight)
+        super().inherit_head_weights(head)
         self.obj_level_weights = list(head.obj_level_weights)
         # anchor sizes in grid units of each level, shape (num_levels, A, 2)
         self.priors = head.priors_base_sizes.detach().clone()
@@ -129,25 +116,20 @@ class YOLOv5OutputDistillLoss(nn.Module):
         Returns:
             dict[str, Tensor]: ``box``, ``obj`` and (when nc > 1) ``cls``, each a scalar.
         """
-        if self.priors is None or None in (self.box_weight, self.obj_weight,
-                                           self.cls_weight):
+        self._check_ready()
+        if self.priors is None:
             raise RuntimeError(
-                'YOLOv5OutputDistillLoss has no head weights and anchors: build it inside '
-                'YOLOv5Distill, which takes them from the student '
-                '(or call inherit_head_weights(student.bbox_head)).')
+                'YOLOv5OutputDistillLoss has no anchors: build it inside YOLOv5Distill, '
+                'which takes them from the student (or call '
+                'inherit_head_weights(student.bbox_head)).')
         s_cls, s_box, s_obj = s_preds
         t_cls, t_box, t_obj = t_preds
         zero = s_box[0].new_zeros(())
         l_box, l_obj, l_cls = zero, zero, zero
         multi_class = True
         for i in range(len(s_box)):
+            self._check_level(i, s_preds, t_preds)
             n, a, h, w = s_obj[i].shape
-            if t_box[i].shape != s_box[i].shape or t_cls[i].shape != s_cls[i].shape:
-                raise ValueError(
-                    f'level {i}: student predictions {tuple(s_box[i].shape)}/'
-                    f'{tuple(s_cls[i].shape)} and teacher {tuple(t_box[i].shape)}/'
-                    f'{tuple(t_cls[i].shape)} differ; teacher and student need the same '
-                    'anchors, classes and strides.')
             # in float32 also under autocast: sigmoid/KL of half-precision logits lose
             # the small differences this loss is about
             s_obj_i, t_obj_i = s_obj[i].float(), t_obj[i].detach().float()
@@ -169,8 +151,4 @@ class YOLOv5OutputDistillLoss(nn.Module):
                 kl = bernoulli_kl(s_cls[i].float().view(n, a, nc, h, w),
                                   t_cls[i].detach().float().view(n, a, nc, h, w), self.tau)
                 l_cls = l_cls + (kl.mean(dim=2) * weight).sum() / norm * self.tau**2
-        scale = self.loss_weight * s_box[0].shape[0] * get_world_size()
-        losses = dict(box=l_box * self.box_weight * scale, obj=l_obj * self.obj_weight * scale)
-        if multi_class:
-            losses['cls'] = l_cls * self.cls_weight * scale
-        return losses
+        return self._scaled(l_box, l_obj, l_cls if multi_class else None, s_box[0].shape[0])
