@@ -18,7 +18,8 @@ from typing import Callable, Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(REPO, 'tools', 'train.py')
-_ITER = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\].*?eta: ([\d:]+(?: day[s]?, [\d:]+)?)')
+_ITER = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]'
+                   r'.*?eta: ([\d:]+(?: days?, [\d:]+)?)')
 
 
 def schedule_options(epochs: int, val_interval: int, seed: int) -> List[str]:
