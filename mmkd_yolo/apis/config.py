@@ -98,7 +98,8 @@ def apply_student_weights(cfg: Config, path: str) -> None:
     detector_cfgs(cfg)[0]['init_cfg'] = init
 
 
-def _inner_dataset(loader_cfg: dict) -> dict:
+def inner_dataset(loader_cfg: dict) -> dict:
+    """The dataset config of a dataloader config, inside any dataset wrappers."""
     dataset = loader_cfg['dataset']
     while 'dataset' in dataset:  # dataset wrappers
         dataset = dataset['dataset']
@@ -123,7 +124,7 @@ def set_test_img_scale(cfg: Config, size: int) -> None:
     for loader in ('val_dataloader', 'test_dataloader'):
         if not cfg.get(loader):
             continue
-        dataset = _inner_dataset(cfg[loader])
+        dataset = inner_dataset(cfg[loader])
         _set_transform_sizes(dataset['pipeline'], size)
         if dataset.get('batch_shapes_cfg'):
             dataset['batch_shapes_cfg']['img_size'] = size
@@ -144,7 +145,7 @@ def set_img_size(cfg: Config, size: int) -> None:
     if old is None:
         raise ConfigError('--img-size needs a config with `img_scale` (mmyolo YOLOv5 '
                           'configs and those in configs/ have it).')
-    _set_transform_sizes(_inner_dataset(cfg.train_dataloader)['pipeline'], size)
+    _set_transform_sizes(inner_dataset(cfg.train_dataloader)['pipeline'], size)
     set_test_img_scale(cfg, size)
     factor = (size / old[0])**2
     for model in detector_cfgs(cfg):

@@ -6,7 +6,7 @@ from typing import Dict, Sequence
 from mmengine.config import Config
 
 from ..datasets import coco_json_for, load_data_yaml
-from .config import _inner_dataset, detector_cfgs
+from .config import inner_dataset, detector_cfgs
 
 
 def _set_num_classes(model_cfg: dict, nc: int) -> None:
@@ -42,7 +42,7 @@ def apply_data_yaml(cfg: Config, data_path: str,
                           ('test_dataloader', 'val')):
         if not cfg.get(loader) or split not in jsons:
             continue
-        _inner_dataset(cfg[loader]).update(data_root='', ann_file=jsons[split],
+        inner_dataset(cfg[loader]).update(data_root='', ann_file=jsons[split],
                                            data_prefix=dict(img=''), metainfo=metainfo)
     for evaluator in ('val_evaluator', 'test_evaluator'):
         if evaluator in cfg and 'val' in jsons:

@@ -232,16 +232,15 @@ def test_every_shipped_config_pulls_a_training_batch(path, shapes_dir):
     """Each config's own training pipeline (mmyolo's COCO recipe with mmdet.Albu, Mosaic,
     MixUp...) yields a batch from tiny data."""
     from mmengine.runner import Runner
+
+    from mmkd_yolo.apis.config import inner_dataset
     root = str(shapes_dir / 'data' / 'shapes')
     cfg = load_config(path)
     loader = cfg.train_dataloader
     loader.update(batch_size=2, num_workers=0, persistent_workers=False)
     loader.pop('sampler', None)
     loader.sampler = dict(type='DefaultSampler', shuffle=True)
-    dataset = loader.dataset
-    while 'dataset' in dataset:
-        dataset = dataset.dataset
-    dataset.update(data_root=root, ann_file='annotations/train.json',
-                   data_prefix=dict(img='train/'), metainfo=None)
+    inner_dataset(loader).update(data_root=root, ann_file='annotations/train.json',
+                                  data_prefix=dict(img='train/'), metainfo=None)
     batch = next(iter(Runner.build_dataloader(loader, seed=0)))
     assert batch['inputs'].shape[0] == 2 or len(batch['inputs']) == 2
