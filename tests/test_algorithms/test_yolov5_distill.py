@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from mmengine.runner import Runner
+from mmengine.runner import Runner, set_random_seed
 
 from mmkd_yolo.algorithms import YOLOv5Distill
 from mmkd_yolo.errors import CheckpointError, ConfigError
@@ -32,6 +32,9 @@ def batch(shapes_dir):
     cfg.train_dataloader.persistent_workers = False
     cfg.train_dataloader.batch_size = 4
     cfg.train_dataloader.dataset.data_root = str(shapes_dir / 'data' / 'shapes')
+    # The pipeline draws from the global RNGs (no workers): seed them so that the batch
+    # does not depend on which tests ran before.
+    set_random_seed(0)
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
     return next(iter(loader))
 
@@ -259,8 +262,9 @@ def test_kd_only_sgd_from_identical_weights_does_not_diverge(batch, tmp_path):
 
 
 def test_kd_gradient_norm_comparable_to_detection_loss(batch, tmp_path):
-    """At that start the KD gradient is at most 3x the detection loss's (measured 0.23x
-    here); the raw-MSE loss at the scripts' weight is far above it (5.4x)."""
+    """At that start the KD gradient is at most 3x the detection loss's (0.2x-1.0x over six
+    seeded batches); the raw-MSE loss at the scripts' weight is more than 10x steeper than
+    the default (13x-27x over the same batches, 4x-19x the detection loss's)."""
     from torch.nn.utils import get_total_norm
 
     def grad_norms(model):
@@ -279,7 +283,8 @@ def test_kd_gradient_norm_comparable_to_detection_loss(batch, tmp_path):
     assert 0 < norms['distill.'] <= 3 * norms['student.'], norms
     mse = grad_norms(_identical_n_to_n(
         tmp_path, dict(type='YOLOv5MSEOutputDistillLoss', loss_weight=10.0))[0])
-    assert mse['distill.'] > 3 * mse['student.'], mse
+    ratio, mse_ratio = (n['distill.'] / n['student.'] for n in (norms, mse))
+    assert mse_ratio > 10 * ratio, (norms, mse)
 
 
 def test_stopped_distillation_keeps_connectors_in_the_graph(batch):
