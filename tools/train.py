@@ -34,7 +34,8 @@ def main():
         cfg = prepare_train_cfg(
             args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
             cfg_options=args.cfg_options, launcher=args.launcher,
-            t_weights=args.t_weights, t_cfg=args.t_cfg, d_output=args.d_output,
+            t_weights=args.t_weights, t_cfg=args.t_cfg,
+            t_precision=args.t_precision, d_output=args.d_output,
             d_feature=args.d_feature, data=args.data, weights=args.weights,
             img_size=args.img_size)
         init_distributed(cfg)

@@ -15,6 +15,8 @@ from mmrazor.models.utils import add_prefix
 from ..errors import ConfigError, NonFiniteLossError
 from ..registry import MODELS
 from ..models.detector_cfg import resolve_detector_cfg
+from ..models.teacher_precision import (TEACHER_PRECISIONS, resolve_teacher_precision,
+                                        teacher_autocast, to_float32)
 from .teacher_loading import load_teacher_weights
 
 LossResults = Dict[str, torch.Tensor]
@@ -58,7 +60,8 @@ class YOLOv5Distill(SingleTeacherDistill):
       ``SingleTeacherDistill`` calls ``teacher(..., mode='loss')``, which also assigns
       targets and computes a loss nobody uses;
     * the teacher is an inference model: its BatchNorm is folded into its convolutions
-      and it runs in channels-last memory format (see :meth:`_make_teacher_inference_only`);
+      and it runs in channels-last memory format (see :meth:`_make_teacher_inference_only`),
+      in bfloat16 where the hardware computes it natively (``teacher_precision``);
     * teacher weights are loaded leniently (tensors matched by name and shape) with a
       ``Transferred N/M items`` report, instead of mmengine's ``load_checkpoint``, which
       only warns on a mismatch and would leave a wrong teacher silently half-random;
@@ -76,6 +79,10 @@ class YOLOv5Distill(SingleTeacherDistill):
             losses and ``loss_forward_mappings``.
         teacher_ckpt (str, optional): Teacher weights (an mmengine checkpoint or a plain
             state dict). Defaults to None (a randomly initialised teacher: for tests).
+        teacher_precision (str): Autocast of the teacher forward: ``auto`` (bfloat16 on
+            CPUs with AMX / AVX512-BF16, float16 or bfloat16 on CUDA, else float32),
+            ``fp32``, ``bf16`` or ``fp16``. Its records are cast back to float32 for the
+            losses. Defaults to 'auto'.
         data_preprocessor (dict, optional): Defaults to the student's.
         init_cfg (dict, optional): Initialisation config.
     """
@@ -85,6 +92,7 @@ class YOLOv5Distill(SingleTeacherDistill):
                  teacher: Union[dict, BaseModel],
                  distiller: dict,
                  teacher_ckpt: Optional[str] = None,
+                 teacher_precision: str = 'auto',
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if isinstance(architecture, dict):
@@ -109,6 +117,11 @@ class YOLOv5Distill(SingleTeacherDistill):
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
         self.teacher_ckpt = teacher_ckpt
+        if teacher_precision not in TEACHER_PRECISIONS:
+            raise ConfigError(f'teacher_precision={teacher_precision!r} is not one of '
+                              f'{TEACHER_PRECISIONS} (--t-precision).')
+        self.teacher_precision = teacher_precision
+        self._teacher_dtype: Dict[str, Optional[torch.dtype]] = {}
         self.teacher_transferred = None
         if teacher_ckpt:
             self.teacher_transferred = load_teacher_weights(self.teacher, teacher_ckpt)
@@ -192,13 +205,25 @@ class YOLOv5Distill(SingleTeacherDistill):
         Returns:
             tuple: The head outputs (cls_scores, bbox_preds, objectnesses).
         """
-        with self.distiller.teacher_recorders:
+        device = batch_inputs.device
+        with self.distiller.teacher_recorders, teacher_autocast(
+                self._teacher_autocast_dtype(device), device):
             out = self.teacher._forward(
                 batch_inputs.contiguous(memory_format=torch.channels_last))
-        # back to the default memory format: losses such as CWD ``view`` the records
+        # float32 in the default memory format: losses such as CWD ``view`` the records
         for recorder in self.distiller.teacher_recorders.recorders.values():
-            recorder._data_buffer = [_contiguous(r) for r in recorder.data_buffer]
-        return out
+            recorder._data_buffer = [to_float32(r) for r in recorder.data_buffer]
+        return to_float32(out)
+
+    def _teacher_autocast_dtype(self, device: torch.device) -> Optional[torch.dtype]:
+        """``teacher_precision`` resolved for ``device`` (once per device type, logged)."""
+        if device.type not in self._teacher_dtype:
+            dtype = resolve_teacher_precision(self.teacher_precision, device)
+            self._teacher_dtype[device.type] = dtype
+            MMLogger.get_current_instance().info(
+                f'YOLOv5Distill: teacher forward in {dtype or torch.float32} on '
+                f'{device.type} (teacher_precision={self.teacher_precision!r})')
+        return self._teacher_dtype[device.type]
 
     def train(self, mode: bool = True) -> 'YOLOv5Distill':
         """Set the student (and connectors) to ``mode``; the teacher stays in eval."""
@@ -261,15 +286,6 @@ class YOLOv5Distill(SingleTeacherDistill):
             f'{last or "none (first iteration)"}. Lower the distillation loss_weight or the '
             'learning rate, or check the teacher weights; resume from the last checkpoint '
             'with --resume.')
-
-
-def _contiguous(data):
-    """Tensors (nested in lists/tuples) in the default memory format."""
-    if isinstance(data, torch.Tensor):
-        return data.contiguous()
-    if isinstance(data, (list, tuple)):
-        return type(data)(_contiguous(d) for d in data)
-    return data
 
 
 def _count(module: torch.nn.Module) -> str:

@@ -32,6 +32,9 @@ def add_distill_args(parser: argparse.ArgumentParser) -> None:
                         'student and teacher')
     parser.add_argument('--img-size', type=int, metavar='N',
                         help='train and evaluate at N px (pipelines and loss weights)')
+    parser.add_argument('--t-precision', choices=['auto', 'fp32', 'bf16', 'fp16'],
+                        help='teacher forward precision (model.teacher_precision; default '
+                        'auto: bf16 on CPUs with AMX/AVX512-BF16, fp16/bf16 on CUDA)')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--d-output', action='store_true',
                       help='distill the head outputs only (drops feature parts)')

@@ -61,11 +61,15 @@ def default_work_dir(config: str) -> str:
 
 
 def apply_teacher_args(cfg: Config, t_weights: Optional[str] = None,
-                       t_cfg: Optional[str] = None) -> None:
-    """``--t-weights`` / ``--t-cfg``: the teacher's weights and config."""
-    if (t_weights or t_cfg) and not is_distill_cfg(cfg):
-        raise ConfigError('--t-weights/--t-cfg need a distillation config '
+                       t_cfg: Optional[str] = None,
+                       t_precision: Optional[str] = None) -> None:
+    """``--t-weights`` / ``--t-cfg`` / ``--t-precision``: the teacher's weights, config
+    and forward precision."""
+    if (t_weights or t_cfg or t_precision) and not is_distill_cfg(cfg):
+        raise ConfigError('--t-weights/--t-cfg/--t-precision need a distillation config '
                           '(configs/distill/yolov5/*.py), not a plain detector config.')
+    if t_precision:
+        cfg.model.teacher_precision = t_precision
     if t_cfg:
         cfg.model.teacher = load_detector_cfg(t_cfg)
     if t_weights:

@@ -24,6 +24,7 @@ def prepare_train_cfg(config: str,
                       launcher: str = 'none',
                       t_weights: Optional[str] = None,
                       t_cfg: Optional[str] = None,
+                      t_precision: Optional[str] = None,
                       d_output: bool = False,
                       d_feature: bool = False,
                       data: Optional[str] = None,
@@ -45,6 +46,8 @@ def prepare_train_cfg(config: str,
         launcher (str): ``none`` or ``pytorch`` (torchrun), ``slurm``, ``mpi``.
         t_weights (str, optional): Teacher weights.
         t_cfg (str, optional): Teacher config file (its ``model``).
+        t_precision (str, optional): Teacher forward precision (``auto``, ``fp32``,
+            ``bf16``, ``fp16``); None keeps the config's.
         d_output (bool): Distill outputs only.
         d_feature (bool): Distill outputs and neck features.
         data (str, optional): An Ultralytics ``data.yaml``: datasets and class count.
@@ -56,7 +59,7 @@ def prepare_train_cfg(config: str,
     """
     cfg = load_config(config, cfg_options)
     cfg.launcher = launcher
-    apply_teacher_args(cfg, t_weights, t_cfg)
+    apply_teacher_args(cfg, t_weights, t_cfg, t_precision)
     if data:
         apply_data_yaml(cfg, data)
     if img_size:

@@ -106,6 +106,34 @@ def test_folded_teacher_predicts_as_loaded(tmp_path):
             torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
 
 
+def test_bf16_teacher_gives_float32_records_close_to_fp32(batch, tmp_path):
+    """The teacher under bfloat16 autocast: records back in float32 for the losses, its
+    probabilities within 0.02 of float32's and the distillation losses within 5%."""
+    path = tmp_path / 'teacher.pth'
+    torch.manual_seed(0)
+    torch.save({'state_dict': MODELS.build(load_detector_cfg(TEACHER_S)).state_dict()}, path)
+    losses, preds = {}, {}
+    for precision in ('fp32', 'bf16'):
+        torch.manual_seed(1)
+        model, _ = build(KD_CWD_S2N, teacher_ckpt=str(path), teacher_precision=precision)
+        model.train()
+        data = model.data_preprocessor(copy.deepcopy(batch), True)
+        with torch.no_grad():
+            preds[precision] = model.teacher_forward(data['inputs'])
+            records = model.distiller.teacher_recorders.get_recorder('neck0').data_buffer
+            assert records[0].dtype == torch.float32 and records[0].is_contiguous()
+            losses[precision] = model(**data, mode='loss')
+    for ref_part, out_part in zip(preds['fp32'], preds['bf16']):
+        for r, o in zip(ref_part, out_part):
+            assert o.dtype == torch.float32
+            torch.testing.assert_close(o.sigmoid(), r.sigmoid(), rtol=0, atol=0.02)
+    for name, value in losses['fp32'].items():
+        if name.startswith('distill.'):
+            torch.testing.assert_close(losses['bf16'][name], value, rtol=0.05, atol=1e-4)
+    with pytest.raises(ConfigError, match="teacher_precision='half'"):
+        build(KD_OUT_S2N, teacher_precision='half')
+
+
 def test_class_count_mismatch_names_both():
     teacher = load_detector_cfg(TEACHER_S)
     teacher.bbox_head.head_module.num_classes = 80

@@ -46,6 +46,8 @@ class _SnapshotHook(Hook):
         self.connectors = {k: v.clone() for k, v in model.distiller.connectors.state_dict().items()}
         self.teacher = {k: v.clone() for k, v in model.teacher.state_dict().items()}
         self.optim = copy.deepcopy(runner.optim_wrapper.optimizer.state_dict())
+        ema_hook, = [h for h in runner.hooks if type(h).__name__ == 'StudentEMAHook']
+        self.ema = {k: v.clone() for k, v in ema_hook.ema_model.module.state_dict().items()}
 
 
 def test_kill_during_training_and_saving_then_resume(shapes_dir, tmp_path, monkeypatch):
@@ -93,9 +95,17 @@ def test_kill_during_training_and_saving_then_resume(shapes_dir, tmp_path, monke
     runner.train()
 
     saved = load_checkpoint_file(str(work_dir / 'epoch_1.pth'))
-    raw = {k[len('module.'):]: v for k, v in saved['ema_state_dict'].items()
-           if k.startswith('module.')}  # EMAHook keeps the raw weights here
+    # StudentEMAHook: the averaged student under state_dict, the raw one in ema_state_dict
+    # (as mmengine's EMAHook); teacher and connectors are not averaged
+    ema = {k: v for k, v in saved['state_dict'].items() if k.startswith('architecture.')}
+    raw = dict(saved['state_dict'])
+    raw.update({k[len('module.'):]: v for k, v in saved['ema_state_dict'].items()
+                if k.startswith('module.')})
+    assert all(k.startswith('module.architecture.') or k == 'steps'
+               for k in saved['ema_state_dict'])
     assert snap.iter == saved['meta']['iter'] == 2
+    for key, value in snap.ema.items():
+        assert torch.equal(value, ema[f'architecture.{key}']), key
     for key, value in snap.student.items():
         assert torch.equal(value, raw[f'architecture.{key}']), key
     for key, value in snap.connectors.items():

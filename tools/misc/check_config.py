@@ -26,6 +26,7 @@ def main():
     img_size = args.img_size or 320
     try:
         cfg = prepare_train_cfg(args.config, t_weights=args.t_weights, t_cfg=args.t_cfg,
+                                t_precision=args.t_precision,
                                 d_output=args.d_output, d_feature=args.d_feature,
                                 data=args.data, weights=args.weights, img_size=args.img_size)
         if not is_distill_cfg(cfg):

@@ -57,6 +57,16 @@ kd_mse_mappings_connected = {
 # constructor expects every norm layer to have a weight).
 kd_connector = dict(type='ConvModuleConnector', kernel_size=1, norm_cfg=None, act_cfg=None)
 
+# mmyolo's YOLOv5 EMA (EMAHook, ExpMomentumEMA), over the student only: EMAHook would copy
+# and average the frozen teacher as well.
+kd_student_ema_hook = dict(
+    type='mmkd_yolo.StudentEMAHook',
+    ema_type='ExpMomentumEMA',
+    momentum=0.0001,
+    update_buffers=True,
+    strict_load=False,
+    priority=49)
+
 kd_optim_constructor = 'mmkd_yolo.YOLOv5DistillOptimizerConstructor'
 # mmengine's DDP wrapper, also for CPU (gloo) runs
 kd_model_wrapper_cfg = dict(type='mmkd_yolo.DistillDistributedDataParallel')

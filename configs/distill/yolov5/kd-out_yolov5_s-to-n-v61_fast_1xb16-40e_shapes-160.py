@@ -15,7 +15,9 @@ model = dict(
 
 optim_wrapper = dict(constructor=_base_.kd_optim_constructor)
 model_wrapper_cfg = _base_.kd_model_wrapper_cfg
-# the last epochs train on the task loss alone, as mmyolo's RTMDet distillation does
-custom_hooks = _base_.custom_hooks + [
+# mmyolo's EMA of the student alone; the last epochs train on the task loss alone, as
+# mmyolo's RTMDet distillation does
+custom_hooks = [
+    _base_.kd_student_ema_hook,
     dict(type='mmkd_yolo.StopDistillLastEpochsHook', num_last_epochs=5)
 ]

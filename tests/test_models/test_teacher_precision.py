@@ -1,0 +1,28 @@
+"""Teacher forward precision: choice by hardware, float32 records, close to float32."""
+import pytest
+import torch
+
+from mmkd_yolo.errors import ConfigError
+from mmkd_yolo.models import teacher_precision as tp
+
+CPU = torch.device('cpu')
+
+
+def test_resolve(monkeypatch):
+    assert tp.resolve_teacher_precision('fp32', CPU) is None
+    assert tp.resolve_teacher_precision('bf16', CPU) is torch.bfloat16
+    monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: True)
+    assert tp.resolve_teacher_precision('auto', CPU) is torch.bfloat16
+    monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: False)
+    assert tp.resolve_teacher_precision('auto', CPU) is None  # emulated bf16 is slower
+    with pytest.raises(ConfigError, match='fp16 is for CUDA'):
+        tp.resolve_teacher_precision('fp16', CPU)
+    with pytest.raises(ConfigError, match='--t-precision'):
+        tp.resolve_teacher_precision('int8', CPU)
+
+
+def test_to_float32_nested_and_contiguous():
+    x = torch.randn(2, 3, 4, 4).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    out = tp.to_float32(([x], (x, torch.tensor([1]))))
+    assert out[0][0].dtype == torch.float32 and out[0][0].is_contiguous()
+    assert out[1][1].dtype == torch.int64
