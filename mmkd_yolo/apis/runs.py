@@ -126,7 +126,7 @@ def fmt_seconds(seconds: float) -> str:
 
 #: The demo task of ``make demo`` and of ``benchmarks/kd_gain.py demo``: generated data
 #: (:func:`~mmkd_yolo.datasets.make_shapes_dataset`) and schedules.
-DEMO_TASK = dict(num_train=512, num_val=128, img_size=160, data_seed=0, teacher_epochs=60,
+DEMO_TASK = dict(num_train=512, num_val=128, img_size=160, data_seed=0, teacher_epochs=40,
                  epochs=30, val_interval=5)
 _CPU_TAIL = 'v61_fast_1xb16-40e_shapes-160.py'
 DEMO_TEACHER_CFG = osp.join(REPO, 'configs', 'yolov5', f'yolov5_s-{_CPU_TAIL}')
