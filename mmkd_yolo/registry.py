@@ -23,7 +23,7 @@ MODELS = Registry(
     parent=MMRAZOR_MODELS,
     scope='mmkd_yolo',
     build_func=build_razor_model_from_cfg,
-    locations=['mmkd_yolo.algorithms', 'mmkd_yolo.losses'])
+    locations=['mmkd_yolo.algorithms', 'mmkd_yolo.losses', 'mmkd_yolo.deploy'])
 TASK_UTILS = Registry('task util', parent=MMRAZOR_TASK_UTILS, scope='mmkd_yolo')
 MODEL_WRAPPERS = Registry(
     'model_wrapper',

@@ -18,7 +18,8 @@ LAYERS = {
     'fileio': 1,
     'compat': 2,
     'models': 3, 'losses': 3, 'engine': 3, 'datasets': 3, 'converters': 3,
-    'algorithms': 4,
+    'visualization': 3,
+    'algorithms': 4, 'deploy': 4,
     'apis': 5,
 }
 

@@ -89,6 +89,10 @@ def test_t_cfg_and_t_weights(tmp_path):
     assert cfg.model.teacher_ckpt == str(weights)
     with pytest.raises(ConfigError, match='distillation config'):
         apply_teacher_args(Config.fromfile(STUDENT_N), t_weights=str(weights))
+    apply_teacher_args(cfg, t_precision='fp32')
+    assert cfg.model.teacher_precision == 'fp32'
+    with pytest.raises(ConfigError, match='distillation config'):
+        apply_teacher_args(Config.fromfile(STUDENT_N), t_precision='bf16')
 
 
 def test_prepare_train_cfg_work_dir_and_resume(tmp_path):

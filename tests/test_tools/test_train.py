@@ -63,7 +63,8 @@ def test_train_cli_switches_then_validate(shapes_dir, tmp_path, config, switch, 
 
 def test_help_lists_switches():
     out = run_tool([osp.join(REPO, 'tools', 'train.py'), '--help'], cwd=REPO)
-    for flag in ('--t-weights', '--t-cfg', '--d-output', '--d-feature', '--resume', '--amp',
+    for flag in ('--t-weights', '--t-cfg', '--t-precision', '--d-output', '--d-feature',
+                 '--resume', '--amp',
                  '--cfg-options', '--work-dir', '--launcher'):
         assert flag in out
 

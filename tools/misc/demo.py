@@ -80,27 +80,6 @@ def last_checkpoint(work_dir: str, epochs: int) -> str:
 
 
 # --- evaluation ----------------------------------------------------------------------------
-def load_detector(config: str, checkpoint: str, data_root: str):
-    """An mmyolo detector with the weights of ``checkpoint`` (a distillation checkpoint:
-    its student), in eval mode, ready for mmdet's ``inference_detector``."""
-    import torch
-    from mmdet.apis import init_detector
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
-    from mmkd_yolo.converters import extract_student
-    init_default_scope('mmyolo')
-    cfg = Config.fromfile(config)
-    for key in ('val_dataloader', 'test_dataloader'):
-        cfg[key].dataset.data_root = data_root + '/'
-    if 'architecture' in cfg.model:  # evaluate the distilled student on its own
-        student = extract_student(checkpoint)
-        checkpoint = osp.join(osp.dirname(checkpoint), 'student.pth')
-        torch.save(student, checkpoint)
-        cfg = Config.fromfile(DEMO_STUDENT_CFG)
-    return init_detector(cfg, checkpoint, device='cpu')
-
-
 def measure(model, img_size: int) -> dict:
     """Parameters, GFLOPs per image and median CPU ms of the network per image (batch 1,
     backbone + neck + head; pre-processing and NMS left out: NMS time depends on how many
@@ -129,32 +108,23 @@ def draw_grid(models, images, classes, out: str, score_thr: float = 0.3) -> None
     """Rows: val images; columns: ground truth, then each model's detections."""
     import cv2
     import numpy as np
-    from mmdet.apis import inference_detector
-    palette = [(60, 60, 230), (60, 200, 60), (230, 120, 40), (40, 200, 230),
-               (200, 60, 200), (200, 200, 40), (120, 60, 200), (60, 160, 160)]
+
+    from mmkd_yolo.apis.deploy import detect
+    from mmkd_yolo.visualization import draw_boxes
     scale = 3
     rows = []
     for path, gt in images:
         img = cv2.imread(path)
         big = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        panels = []
         columns = [('ground truth', [(b, c, None) for b, c in gt])]
         for name, model in models:
-            pred = inference_detector(model, path).pred_instances
+            _, pred = next(detect(model, [path]))
             keep = pred.scores >= score_thr
             columns.append((name, [(b.tolist(), int(c), float(s)) for b, c, s in zip(
                 pred.bboxes[keep], pred.labels[keep], pred.scores[keep])]))
+        panels = []
         for title, boxes in columns:
-            panel = big.copy()
-            for (x0, y0, x1, y1), cls, score in boxes:
-                colour = palette[cls % len(palette)]
-                p0, p1 = (int(x0 * scale), int(y0 * scale)), (int(x1 * scale), int(y1 * scale))
-                cv2.rectangle(panel, p0, p1, colour, 2)
-                label = classes[cls] + ('' if score is None else f' {score:.2f}')
-                cv2.putText(panel, label, (p0[0] + 2, max(p0[1] - 4, 10)),
-                            cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 3)
-                cv2.putText(panel, label, (p0[0] + 2, max(p0[1] - 4, 10)),
-                            cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
+            panel = draw_boxes(big, boxes, classes, scale=scale)
             header = np.full((28, panel.shape[1], 3), 255, np.uint8)
             cv2.putText(header, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
             panels.append(np.vstack([header, panel]))
@@ -226,6 +196,8 @@ def main():
     say('5/5 evaluating: mAP from the runs, parameters, GFLOPs, CPU ms per image, pictures')
     start = time.time()
     import torch
+
+    from mmkd_yolo.apis.deploy import load_detector
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     with open(osp.join(root, 'annotations', 'val.json')) as f:
         val = json.load(f)
@@ -235,7 +207,7 @@ def main():
     models = []
     for title, role, config, work_dir, _, _ in steps:
         epochs = te if role == 'teacher' else ep
-        model = load_detector(config, last_checkpoint(work_dir, epochs), root)
+        model = load_detector(config, last_checkpoint(work_dir, epochs))
         hist = val_history(work_dir)
         rows.append(dict(name=title.split(' ', 1)[1], role=role, epochs=epochs,
                          mAP=hist[-1]['mAP'], mAP50=hist[-1]['mAP50'],

@@ -1,0 +1,145 @@
+"""Seconds per iteration of the whole training loop: plain YOLOv5-n vs distilled, one run.
+
+    python benchmarks/kd_loop_speed.py [--coco128 ../shared/data/coco128]
+        [--yolov5n ../shared/weights/yolov5n.pt] [--epochs 5] [--rounds 2]
+
+Each variant is a real ``tools/train.py`` run (the Runner, data loading with 2 workers,
+the student's EMA, logging, checkpointing at the end) on coco128 at 320 px, batch 16,
+from the official YOLOv5n; distilled runs add the teacher (n <- n: the official
+YOLOv5n; n <- s: a YOLOv5-s with random weights, as no official s checkpoint is at hand:
+the cost does not depend on the weights). Variants alternate round by round, so machine
+noise hits all alike. Reported: the mean logged seconds per iteration of epochs 3 to
+``--epochs`` (steady state; start-up and the first epochs' warm-up left out), its ratio to
+plain in the same run, and the peak resident memory of the training process.
+
+Two ablations show what the cost measures buy: the n <- s teacher in float32
+(``--t-precision fp32``) and mmengine's ``EMAHook`` over the whole model (teacher
+included) instead of the configs' ``StudentEMAHook``.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from mmkd_yolo.apis.runs import Progress  # noqa: E402
+
+TAIL = 'v61_fast_1xb16-40e_shapes-160.py'
+PLAIN = osp.join(REPO, 'configs', 'yolov5', f'yolov5_n-{TAIL}')
+KD = osp.join(REPO, 'configs', 'distill', 'yolov5', 'kd-out{}_yolov5_{}-to-n-' + TAIL)
+
+# name: (config, extra tools/train.py options; '{n}' is the official YOLOv5n)
+VARIANTS = {
+    'plain n': (PLAIN, []),
+    'kd-out n <- n': (KD.format('', 'n'), ['--t-weights', '{n}']),
+    'kd-out n <- s': (KD.format('', 's'), []),
+    'kd-out-cwd n <- s': (KD.format('-cwd', 's'), []),
+    'kd-out n <- s, teacher fp32': (KD.format('', 's'), ['--t-precision', 'fp32']),
+    'kd-out n <- s, EMA of the whole model': (
+        KD.format('', 's'), ['--cfg-options', 'custom_hooks.0.type=EMAHook']),
+}
+
+# Runs tools/train.py in this process and writes its peak RSS (KiB) to $PEAK_RSS_FILE.
+WRAPPER = '''
+import os, resource, runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name='__main__')
+finally:
+    with open(os.environ['PEAK_RSS_FILE'], 'w') as f:
+        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+'''
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--coco128', default=osp.join(REPO, '..', 'shared', 'data', 'coco128'))
+    parser.add_argument('--yolov5n',
+                        default=osp.join(REPO, '..', 'shared', 'weights', 'yolov5n.pt'))
+    parser.add_argument('--epochs', type=int, default=5)
+    parser.add_argument('--rounds', type=int, default=2)
+    parser.add_argument('--img-size', type=int, default=320)
+    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument('--out', default=osp.join(REPO, 'work_dirs', 'kd_loop_speed'))
+    return parser.parse_args()
+
+
+def run(args, name: str, work_dir: str, data: str) -> dict:
+    config, extra = VARIANTS[name]
+    extra = [e.format(n=args.yolov5n) for e in extra]
+    cfg_opts = []
+    if '--cfg-options' in extra:
+        i = extra.index('--cfg-options')
+        extra, cfg_opts = extra[:i], extra[i + 1:]
+    opts = cfg_opts + [
+        f'train_cfg.max_epochs={args.epochs}', f'train_cfg.val_interval={args.epochs + 1}',
+        f'default_hooks.param_scheduler.max_epochs={args.epochs}',
+        f'default_hooks.checkpoint.interval={args.epochs}', 'default_hooks.logger.interval=1',
+        'randomness.seed=0']
+    peak_file = osp.join(work_dir, 'peak_rss_kib')
+    cmd = [sys.executable, '-c', WRAPPER, osp.join(REPO, 'tools', 'train.py'), config,
+           '--work-dir', work_dir, '--data', data, '--img-size', str(args.img_size),
+           '--weights', args.yolov5n, *extra, '--cfg-options', *opts]
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, 'train.log'), 'w') as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                              env=dict(os.environ, PEAK_RSS_FILE=peak_file))
+    if proc.returncode:
+        sys.exit(f'[kd_loop_speed] {name} failed: see {work_dir}/train.log')
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    with open(files[-1]) as f:
+        records = [json.loads(line) for line in f]
+    times = [r['time'] for r in records if 'time' in r and r.get('epoch', 0) >= 3]
+    with open(peak_file) as f:
+        peak = int(f.read()) / 1024
+    return dict(s_it=statistics.mean(times), peak_mib=peak, iters=len(times))
+
+
+def main():
+    args = parse_args()
+    data = osp.join(args.coco128, 'data.yaml')
+    if not osp.isfile(data) or not osp.isfile(args.yolov5n):
+        sys.exit(f'[kd_loop_speed] needs {data} and {args.yolov5n} (--coco128, --yolov5n)')
+    os.makedirs(args.out, exist_ok=True)
+    results = {name: [] for name in args.variants}
+    progress = Progress(args.rounds * len(args.variants), 'kd_loop_speed')
+    with tempfile.TemporaryDirectory(dir=args.out) as tmp:
+        for r in range(args.rounds):
+            for i, name in enumerate(args.variants):
+                wd = osp.join(tmp, f'round{r}_{i}')
+                start = time.time()
+                res = run(args, name, wd, data)
+                results[name].append(res)
+                progress.step(f'round {r + 1}: {name} {res["s_it"]:.3f} s/it, '
+                              f'peak {res["peak_mib"]:.0f} MiB', time.time() - start)
+    base = statistics.mean(x['s_it'] for x in results[args.variants[0]])
+    base_mem = statistics.mean(x['peak_mib'] for x in results[args.variants[0]])
+    lines = [f'Whole training loop (tools/train.py), coco128 {args.img_size} px, batch 16, '
+             f'{args.epochs} epochs per run, mean s/it of epochs 3-{args.epochs}, '
+             f'{args.rounds} alternating rounds, {os.cpu_count()} CPU cores', '',
+             '| variant | s/it (per round) | vs plain | peak RSS MiB | vs plain |',
+             '|---|---|---|---|---|']
+    for name, res in results.items():
+        s_it = statistics.mean(x['s_it'] for x in res)
+        mem = statistics.mean(x['peak_mib'] for x in res)
+        per_round = ', '.join(f'{x["s_it"]:.3f}' for x in res)
+        lines.append(f'| {name} | {s_it:.3f} ({per_round}) | {s_it / base:.2f}x | '
+                     f'{mem:.0f} | {mem - base_mem:+.0f} |')
+    table = '\n'.join(lines)
+    print('\n' + table)
+    with open(osp.join(args.out, 'report.md'), 'w') as f:
+        f.write(table + '\n')
+
+
+if __name__ == '__main__':
+    main()

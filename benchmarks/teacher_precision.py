@@ -1,0 +1,124 @@
+"""The teacher in bfloat16: its accuracy against float32, and its forward time.
+
+    python benchmarks/teacher_precision.py [--weights ../shared/weights/yolov5n.pt]
+        [--data ../shared/data/coco128/data.yaml] [--img-size 320]
+
+Accuracy: the official YOLOv5n, prepared as ``YOLOv5Distill`` prepares a teacher
+(BatchNorm folded, channels-last), evaluated by tools/test.py's protocol on coco128 with
+backbone, neck and head under the autocast of ``teacher_precision`` and the outputs cast
+back to float32 (as the distillation losses see them), once per precision. Time: the
+teacher forward (n and s) at batch 16 and 1, median of 10, per precision.
+"""
+import argparse
+import os
+import os.path as osp
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+SHARED = osp.join(osp.dirname(REPO), 'shared')
+CONFIG = 'mmyolo::yolov5/yolov5_{}-v61_syncbn_fast_8xb16-300e_coco.py'
+
+
+def under_autocast(fn, dtype):
+    from mmkd_yolo.models.teacher_precision import teacher_autocast, to_float32
+
+    def wrapped(x, *args, **kwargs):
+        with teacher_autocast(dtype, x.device if torch.is_tensor(x) else x[0].device):
+            return to_float32(fn(x, *args, **kwargs))
+    return wrapped
+
+
+def evaluate(args, precision, work_dir):
+    import io
+    from contextlib import redirect_stdout
+
+    from mmcv.cnn import fuse_conv_bn
+
+    from mmkd_yolo.apis import build_runner, prepare_test_cfg
+    from mmkd_yolo.converters import load_or_convert
+    from mmkd_yolo.models.teacher_precision import resolve_teacher_precision
+    _, ckpt = load_or_convert(args.weights)
+    cfg = prepare_test_cfg(CONFIG.format('n'), ckpt, work_dir=work_dir, data=args.data,
+                           img_size=args.img_size,
+                           cfg_options={'test_dataloader.num_workers': 0,
+                                        'test_dataloader.persistent_workers': False})
+    runner = build_runner(cfg)
+    runner.load_or_resume()
+    model = runner.model
+    fuse_conv_bn(model)
+    model.to(memory_format=torch.channels_last)
+    dtype = resolve_teacher_precision(precision, torch.device('cpu'))
+    model.extract_feat = under_autocast(model.extract_feat, dtype)
+    head = model.bbox_head.head_module
+    head.forward = under_autocast(head.forward, dtype)
+    runner._test_loop = runner.build_test_loop(runner._test_loop)
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        metrics = runner.test_loop.run()
+    return metrics['coco/bbox_mAP'], metrics['coco/bbox_mAP_50']
+
+
+def forward_ms(size, batch, img):
+    from mmcv.cnn import fuse_conv_bn
+    from mmengine.registry import init_default_scope
+
+    from mmkd_yolo.models.detector_cfg import load_detector_cfg
+    from mmkd_yolo.models.teacher_precision import teacher_autocast
+    from mmkd_yolo.registry import MODELS
+    init_default_scope('mmyolo')
+    model = MODELS.build(load_detector_cfg(CONFIG.format(size))).eval()
+    fuse_conv_bn(model)
+    model.to(memory_format=torch.channels_last)
+    x = torch.rand(batch, 3, img, img).contiguous(memory_format=torch.channels_last)
+    out = {}
+    for name, dtype in (('fp32', None), ('bf16', torch.bfloat16)):
+        with torch.no_grad(), teacher_autocast(dtype, x.device):
+            for _ in range(3):
+                model._forward(x)
+            times = []
+            for _ in range(10):
+                start = time.perf_counter()
+                model._forward(x)
+                times.append(time.perf_counter() - start)
+        out[name] = statistics.median(times) * 1000
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--weights', default=osp.join(SHARED, 'weights', 'yolov5n.pt'))
+    parser.add_argument('--data', default=osp.join(SHARED, 'data', 'coco128', 'data.yaml'))
+    parser.add_argument('--img-size', type=int, default=320)
+    args = parser.parse_args()
+    import mmkd_yolo  # noqa: F401
+    from mmkd_yolo.models.teacher_precision import cpu_has_native_bf16
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    acc = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in ('fp32', 'bf16'):
+            acc[precision] = evaluate(args, precision, osp.join(tmp, precision))
+            print(f'[teacher_precision] {precision}: mAP {acc[precision][0]:.4f}', flush=True)
+    times = {(size, batch): forward_ms(size, batch, args.img_size)
+             for size in ('n', 's') for batch in (16, 1)}
+    print(f'\nTeacher precision, CPU native bf16: {cpu_has_native_bf16()}, '
+          f'{torch.get_num_threads()} threads\n')
+    print(f'Official YOLOv5n on {args.data}, {args.img_size} px (teacher as distillation '
+          'runs it):\n')
+    print('| precision | mAP@.5:.95 | mAP@.5 | diff vs fp32 (points) |\n|---|---|---|---|')
+    for p, (m, m50) in acc.items():
+        print(f'| {p} | {m:.4f} | {m50:.4f} | {100 * (m - acc["fp32"][0]):+.2f} |')
+    print(f'\nTeacher forward, {args.img_size} px, median ms:\n')
+    print('| teacher | batch | fp32 ms | bf16 ms | fp32 / bf16 |\n|---|---|---|---|---|')
+    for (size, batch), t in times.items():
+        print(f'| {size} | {batch} | {t["fp32"]:.0f} | {t["bf16"]:.0f} | '
+              f'{t["fp32"] / t["bf16"]:.2f}x |')
+
+
+if __name__ == '__main__':
+    main()

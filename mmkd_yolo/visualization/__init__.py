@@ -1,0 +1,3 @@
+from .draw import PALETTE, draw_boxes, draw_detections
+
+__all__ = ['PALETTE', 'draw_boxes', 'draw_detections']

@@ -1,0 +1,81 @@
+"""Detect objects in images with a PyTorch checkpoint or an exported ONNX model.
+
+    python tools/infer.py CONFIG CHECKPOINT IMAGE... --out DIR [--score-thr 0.3]
+    python tools/infer.py MODEL.onnx IMAGE... --out DIR [--score-thr 0.3]
+
+IMAGE may be a file, a folder (its images) or a glob. Writes each image with its
+detections drawn (boxes, class names, scores) to DIR, and DIR/detections.json: per
+image, a list of {bbox: [x1, y1, x2, y2], score, label, class}.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import sys
+
+from mmkd_yolo.apis.deploy import detect, load_detector, load_onnx_detector
+from mmkd_yolo.errors import CheckpointError, ConfigError, DataError
+from mmkd_yolo.visualization import draw_detections
+
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def expand_images(specs):
+    """Files, folders and globs -> sorted image paths (an error for none)."""
+    paths = []
+    for spec in specs:
+        if osp.isdir(spec):
+            found = [osp.join(spec, f) for f in sorted(os.listdir(spec))]
+        elif osp.isfile(spec):
+            found = [spec]
+        else:
+            found = sorted(glob.glob(spec, recursive=True))
+        paths += [p for p in found if p.lower().endswith(IMAGE_EXTS)]
+    if not paths:
+        raise DataError(f'no images found in {specs} (files, folders or globs of '
+                        f'{"/".join(IMAGE_EXTS)}).')
+    return paths
+
+
+def main():
+    parser = argparse.ArgumentParser(description='YOLOv5 detection on images')
+    parser.add_argument('model', help='config file, or an exported .onnx file')
+    parser.add_argument('inputs', nargs='+',
+                        help='(for a config: CHECKPOINT first) images, folders or globs')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='draw and save detections scoring at least this')
+    parser.add_argument('--data', metavar='DATA_YAML', help="the model's classes")
+    args = parser.parse_args()
+    try:
+        if args.model.endswith('.onnx'):
+            model, images = load_onnx_detector(args.model), args.inputs
+        else:
+            if len(args.inputs) < 2:
+                raise ConfigError('with a config, give CHECKPOINT and then images.')
+            model = load_detector(args.model, args.inputs[0], data=args.data)
+            images = args.inputs[1:]
+        paths = expand_images(images)
+    except (ConfigError, CheckpointError, DataError) as e:
+        sys.exit(f'error: {e}')
+    classes = model.dataset_meta['classes']
+    os.makedirs(args.out, exist_ok=True)
+    results = {}
+    for i, (path, pred) in enumerate(detect(model, paths), 1):
+        keep = pred.scores >= args.score_thr
+        dets = [dict(bbox=[round(float(v), 2) for v in box], score=round(float(score), 4),
+                     label=int(label), **{'class': classes[int(label)]})
+                for box, score, label in zip(pred.bboxes[keep], pred.scores[keep],
+                                             pred.labels[keep])]
+        results[path] = dets
+        name = osp.basename(path)
+        draw_detections(path, dets, osp.join(args.out, name))
+        print(f'[{i}/{len(paths)}] {name}: {len(dets)} detections')
+    with open(osp.join(args.out, 'detections.json'), 'w') as f:
+        json.dump(results, f, indent=1)
+    print(f'drawn images and detections.json in {args.out}')
+
+
+if __name__ == '__main__':
+    main()
