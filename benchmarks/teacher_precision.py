@@ -46,9 +46,13 @@ def evaluate(args, precision, work_dir):
     _, ckpt = load_or_convert(args.weights)
     cfg = prepare_test_cfg(CONFIG.format('n'), ckpt, work_dir=work_dir, data=args.data,
                            img_size=args.img_size,
-                           cfg_options={'test_dataloader.num_workers': 0,
+                           # no EMAHook: the checkpoint holds the averaged weights already,
+                           # and its swap would not fit the folded model
+                           cfg_options={'custom_hooks': [],
+                                        'test_dataloader.num_workers': 0,
                                         'test_dataloader.persistent_workers': False})
     runner = build_runner(cfg)
+    runner.call_hook('before_run')  # as Runner.test() does (EMAHook builds its copy)
     runner.load_or_resume()
     model = runner.model
     fuse_conv_bn(model)

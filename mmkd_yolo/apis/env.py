@@ -39,13 +39,15 @@ def collect_env() -> 'OrderedDict[str, str]':
         env['mmcv ops'] = 'compiled (mmcv._ext loads)'
     except Exception as e:
         env['mmcv ops'] = f'missing ({type(e).__name__}: {e}); rerun tools/misc/install_env.sh'
-    for name in ('mmengine', 'mmdet', 'mmyolo'):
+    for name in ('mmengine', 'mmdet', 'mmyolo', 'onnx', 'onnxruntime'):
         env[name] = _version(name)
     try:
         import mmkd_yolo
         from mmkd_yolo import compat
         env['mmrazor'] = _version('mmrazor')
         env['mmkd_yolo'] = mmkd_yolo.__version__
+        from mmkd_yolo.models.teacher_precision import cpu_has_native_bf16
+        env['CPU native bf16 (teacher_precision=auto)'] = str(cpu_has_native_bf16())
         for i, measure in enumerate(compat.ACTIVE_MEASURES):
             env[f'compat measure {i + 1}'] = measure
     except Exception as e:
