@@ -10,7 +10,9 @@ YOLOv5n; n <- s: a YOLOv5-s with random weights, as no official s checkpoint is 
 the cost does not depend on the weights). Variants alternate round by round, so machine
 noise hits all alike. Reported: the mean logged seconds per iteration of epochs 3 to
 ``--epochs`` (steady state; start-up and the first epochs' warm-up left out), its ratio to
-plain in the same run, and the peak resident memory of the training process.
+plain in the same round (mean and range over rounds), the part of it spent waiting for
+data, and the peak resident memory of the training process (the data workers are
+separate processes, alike for all variants).
 
 Two ablations show what the cost measures buy: the n <- s teacher in float32
 (``--t-precision fp32``) and mmengine's ``EMAHook`` over the whole model (teacher
@@ -70,6 +72,7 @@ def parse_args():
     parser.add_argument('--rounds', type=int, default=2)
     parser.add_argument('--img-size', type=int, default=320)
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument('--workers', type=int, default=2, help='dataloader workers')
     parser.add_argument('--out', default=osp.join(REPO, 'work_dirs', 'kd_loop_speed'))
     return parser.parse_args()
 
@@ -81,11 +84,16 @@ def run(args, name: str, work_dir: str, data: str) -> dict:
     if '--cfg-options' in extra:
         i = extra.index('--cfg-options')
         extra, cfg_opts = extra[:i], extra[i + 1:]
-    opts = cfg_opts + [
+    distill = config != PLAIN
+    # the configs stop distillation for their last 5 epochs: in a 5-epoch run that would
+    # be all of them; distill throughout
+    stop = ['custom_hooks.1.num_last_epochs=0'] if distill else []
+    opts = cfg_opts + stop + [
         f'train_cfg.max_epochs={args.epochs}', f'train_cfg.val_interval={args.epochs + 1}',
         f'default_hooks.param_scheduler.max_epochs={args.epochs}',
         f'default_hooks.checkpoint.interval={args.epochs}', 'default_hooks.logger.interval=1',
-        'randomness.seed=0']
+        'randomness.seed=0', f'train_dataloader.num_workers={args.workers}',
+        f'train_dataloader.persistent_workers={args.workers > 0}']
     peak_file = osp.join(work_dir, 'peak_rss_kib')
     cmd = [sys.executable, '-c', WRAPPER, osp.join(REPO, 'tools', 'train.py'), config,
            '--work-dir', work_dir, '--data', data, '--img-size', str(args.img_size),
@@ -99,10 +107,16 @@ def run(args, name: str, work_dir: str, data: str) -> dict:
     files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     with open(files[-1]) as f:
         records = [json.loads(line) for line in f]
-    times = [r['time'] for r in records if 'time' in r and r.get('epoch', 0) >= 3]
+    steady = [r for r in records if 'time' in r and r.get('epoch', 0) >= 3]
+    times = [r['time'] for r in steady]
+    if distill and not all('distill.loss_out_obj' in r for r in steady):
+        sys.exit(f'[kd_loop_speed] {name}: iterations without distillation losses in '
+                 f'{work_dir}: the timing would not be of distillation')
+    data_times = [r['data_time'] for r in steady]
     with open(peak_file) as f:
         peak = int(f.read()) / 1024
-    return dict(s_it=statistics.mean(times), peak_mib=peak, iters=len(times))
+    return dict(s_it=statistics.mean(times), data_s=statistics.mean(data_times),
+                peak_mib=peak, iters=len(times))
 
 
 def main():
@@ -120,21 +134,27 @@ def main():
                 start = time.time()
                 res = run(args, name, wd, data)
                 results[name].append(res)
-                progress.step(f'round {r + 1}: {name} {res["s_it"]:.3f} s/it, '
+                progress.step(f'round {r + 1}: {name} {res["s_it"]:.3f} s/it '
+                              f'({res["data_s"]:.3f} waiting for data), '
                               f'peak {res["peak_mib"]:.0f} MiB', time.time() - start)
-    base = statistics.mean(x['s_it'] for x in results[args.variants[0]])
-    base_mem = statistics.mean(x['peak_mib'] for x in results[args.variants[0]])
+    plain = results[args.variants[0]]
+    base_mem = statistics.mean(x['peak_mib'] for x in plain)
     lines = [f'Whole training loop (tools/train.py), coco128 {args.img_size} px, batch 16, '
-             f'{args.epochs} epochs per run, mean s/it of epochs 3-{args.epochs}, '
-             f'{args.rounds} alternating rounds, {os.cpu_count()} CPU cores', '',
-             '| variant | s/it (per round) | vs plain | peak RSS MiB | vs plain |',
-             '|---|---|---|---|---|']
+             f'{args.workers} dataloader workers, {args.epochs} epochs per run, mean s/it of '
+             f'epochs 3-{args.epochs}, {args.rounds} alternating rounds, '
+             f'{os.cpu_count()} CPU cores', '',
+             '| variant | s/it (per round) | vs plain, same round: mean (range) | '
+             'waiting for data s/it | peak RSS MiB | vs plain |',
+             '|---|---|---|---|---|---|']
     for name, res in results.items():
         s_it = statistics.mean(x['s_it'] for x in res)
+        ratios = [x['s_it'] / p['s_it'] for x, p in zip(res, plain)]
         mem = statistics.mean(x['peak_mib'] for x in res)
+        data_s = statistics.mean(x['data_s'] for x in res)
         per_round = ', '.join(f'{x["s_it"]:.3f}' for x in res)
-        lines.append(f'| {name} | {s_it:.3f} ({per_round}) | {s_it / base:.2f}x | '
-                     f'{mem:.0f} | {mem - base_mem:+.0f} |')
+        lines.append(f'| {name} | {s_it:.3f} ({per_round}) | {statistics.mean(ratios):.2f}x '
+                     f'({min(ratios):.2f}-{max(ratios):.2f}) | {data_s:.3f} | {mem:.0f} | '
+                     f'{mem - base_mem:+.0f} |')
     table = '\n'.join(lines)
     print('\n' + table)
     with open(osp.join(args.out, 'report.md'), 'w') as f:

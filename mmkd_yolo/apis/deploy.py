@@ -74,7 +74,10 @@ def load_detector(config: str, checkpoint: str, data: Optional[str] = None,
     test_cfg = Config({k: cfg[k] for k in TEST_KEYS if k in cfg})
     test_cfg.model = detector_cfgs(cfg)[0]
     test_cfg.model.pop('init_cfg', None)
-    model = init_detector(test_cfg, None, device=device)
+    import warnings
+    with warnings.catch_warnings():  # "checkpoint is None": the weights are loaded below
+        warnings.filterwarnings('ignore', message='checkpoint is None')
+        model = init_detector(test_cfg, None, device=device)
     state = _student_state(checkpoint)
     own = model.state_dict()
     wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]

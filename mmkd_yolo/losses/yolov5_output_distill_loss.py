@@ -12,12 +12,32 @@ from ..registry import MODELS
 from .yolov5_head_loss_base import HeadOutputs, YOLOv5HeadLossBase
 
 
+class _BernoulliKL(torch.autograd.Function):
+    """``softplus(s) - softplus(t) - sigmoid(t) * (s - t)`` with its gradient
+    ``sigmoid(s) - sigmoid(t)`` written out: autograd through two BCEs keeps several
+    intermediates of the size of the class logits (batch x anchors x classes) for the
+    backward pass; this keeps the two inputs only and computes the gradient in two ops."""
+
+    @staticmethod
+    def forward(ctx, s: Tensor, t: Tensor) -> Tensor:
+        p_t = t.sigmoid()
+        ctx.save_for_backward(s, p_t)
+        return F.softplus(s) - F.softplus(t) - p_t * (s - t)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        s, p_t = ctx.saved_tensors
+        return grad * (s.sigmoid() - p_t), None
+
+
 def bernoulli_kl(s_logits: Tensor, t_logits: Tensor, tau: float = 1.0) -> Tensor:
     """Element-wise KL(teacher || student) of independent Bernoulli outputs.
 
-    Equal to BCE(s, sigmoid(t)) minus the teacher's entropy: the same gradient as BCE
-    against the teacher's probability, ``(sigmoid(s / tau) - sigmoid(t / tau)) / tau``,
-    bounded by ``1 / tau`` per logit, and zero where student and teacher agree.
+    Equal to BCE(s, sigmoid(t)) minus the teacher's entropy, in closed form
+    ``softplus(s) - softplus(t) - sigmoid(t) * (s - t)`` (logits divided by ``tau``): the
+    same gradient as BCE against the teacher's probability,
+    ``(sigmoid(s / tau) - sigmoid(t / tau)) / tau``, bounded by ``1 / tau`` per logit, and
+    zero where student and teacher agree.
 
     Args:
         s_logits (Tensor): Student logits, any shape.
@@ -28,9 +48,7 @@ def bernoulli_kl(s_logits: Tensor, t_logits: Tensor, tau: float = 1.0) -> Tensor
         Tensor: Same shape as the inputs, non-negative.
     """
     s, t = s_logits / tau, t_logits.detach() / tau
-    p_t = t.sigmoid()
-    return (F.binary_cross_entropy_with_logits(s, p_t, reduction='none') -
-            F.binary_cross_entropy_with_logits(t, p_t, reduction='none'))
+    return _BernoulliKL.apply(s, t)
 
 
 def decode_xywh(bbox_pred: Tensor, priors: Tensor) -> Tensor:
