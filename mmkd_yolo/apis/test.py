@@ -22,7 +22,7 @@ def prepare_test_cfg(config: str,
 
     Args:
         config (str): Config file (distillation: its student is evaluated; or mmyolo).
-        checkpoint (str): The weights to evaluate.
+        checkpoint (str): The weights to evaluate (also an Ultralytics YOLOv5 ``.pt``).
         work_dir (str, optional): Default ``work_dirs/<config name>``.
         cfg_options (dict, optional): ``--cfg-options`` overrides.
         launcher (str): ``none`` or ``pytorch`` (torchrun), ``slurm``, ``mpi``.
@@ -34,6 +34,9 @@ def prepare_test_cfg(config: str,
     """
     if not osp.isfile(checkpoint):
         raise CheckpointError(f'checkpoint {checkpoint!r} does not exist.')
+    from ..converters import is_ultralytics_checkpoint, load_or_convert
+    if is_ultralytics_checkpoint(checkpoint):  # converted once, cached, never unpickled
+        checkpoint = load_or_convert(checkpoint)[1]
     cfg = load_config(config, cfg_options)
     cfg.launcher = launcher
     cfg.work_dir = work_dir or default_work_dir(config)

@@ -211,3 +211,16 @@ def test_teacher_from_ultralytics_pt(synthetic_pt, tmp_path, monkeypatch):
         model_cfg.bbox_head.head_module.num_classes = 2
     with pytest.raises(CheckpointError, match='are for 3 classes.*num_classes=2'):
         MODELS.build(cfg.model)
+
+
+def test_test_cfg_takes_ultralytics_pt(synthetic_pt, monkeypatch, tmp_path):
+    """tools/test.py and export_onnx.py take an Ultralytics .pt as they take a converted one."""
+    from mmkd_yolo.apis import prepare_test_cfg
+    from mmkd_yolo.apis.deploy import _student_state
+    monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
+    path, mm_model = synthetic_pt
+    cfg = prepare_test_cfg(STUDENT_N, path, work_dir=str(tmp_path / 'w'))
+    assert cfg.load_from != path and osp.isfile(cfg.load_from)
+    state = torch.load(cfg.load_from, weights_only=True)['state_dict']
+    assert set(state) == set(mm_model.state_dict())
+    assert set(_student_state(path)) == set(state)

@@ -167,7 +167,7 @@ def main():
     os.makedirs(args.work_dir, exist_ok=True)
     begin = time.time()
     length = ('FAST=1: tiny schedule, for a smoke run' if args.fast else
-              'about 27 min on 2 CPU cores the first time')
+              'about 25 min on 2 CPU cores the first time')
     say(f'the demo: YOLOv5-s teacher -> YOLOv5-n student, outputs distilled ({length})')
     root = make_data(task)
     opts = demo_data_options(root)
