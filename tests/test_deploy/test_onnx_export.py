@@ -57,7 +57,9 @@ def test_decoding_is_mmyolos(detector):
 
 def test_onnxruntime_equals_pytorch(detector, checkpoint, tmp_path):
     """Decoded boxes and scores of onnxruntime within 1e-4 of PyTorch's, a few images,
-    at the export size and (dynamic graph) at another one."""
+    at the export size and (dynamic graph) at another one. Random weights give boxes of
+    hundreds of pixels, where float32 itself steps by ~3e-5: boxes get a relative
+    tolerance of 1e-6 on top (a few float32 steps)."""
     import onnxruntime as ort
     out = str(tmp_path / 'n.onnx')
     sig = export_detector_onnx(STUDENT_N, checkpoint, out, img_size=128, dynamic=True)
@@ -73,7 +75,7 @@ def test_onnxruntime_equals_pytorch(detector, checkpoint, tmp_path):
             boxes, scores = export(x)
         ort_boxes, ort_scores = session.run(None, {'images': x.numpy()})
         assert ort_boxes.shape == tuple(boxes.shape) and ort_scores.shape == tuple(scores.shape)
-        np.testing.assert_allclose(ort_boxes, boxes.numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(ort_boxes, boxes.numpy(), rtol=1e-6, atol=1e-4)
         np.testing.assert_allclose(ort_scores, scores.numpy(), rtol=0, atol=1e-4)
 
 
@@ -104,7 +106,7 @@ def test_nms_graph_equals_eager(detector, checkpoint, tmp_path):
     got = ort.InferenceSession(out).run(None, {'images': x.numpy()})[0]
     assert len(ref) > 10 and got.shape == tuple(ref.shape)
     order = lambda d: d[np.lexsort((d[:, 5], d[:, 6], d[:, 0]))]
-    np.testing.assert_allclose(order(got), order(ref.numpy()), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(order(got), order(ref.numpy()), rtol=1e-6, atol=1e-4)
 
 
 def test_onnx_detector_predicts_as_pytorch(checkpoint, shapes_dir, tmp_path):
