@@ -79,7 +79,11 @@ def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
     lines = [f'config built in {built:.1f}s; one batch of {batch_size} generated '
              f'{img_size}x{img_size} images, loss forward + backward in '
              f'{time.time() - start - built:.1f}s']
-    # what the loss batch recorded (before the one-image GFLOPs probe below records again)
+    # what the recorders record on this batch (loss() releases its records once used)
+    with torch.no_grad():
+        model.teacher_forward(x)
+        with model.distiller.student_recorders:
+            model.student._forward(x)
     records = [
         f'recorder {role}.{rec_name}: {type(recorder).__name__} on {recorder.source!r} -> '
         f'{_shape(recorder.get_record_data())}'

@@ -1,57 +1,105 @@
 """Bounded, teacher-confidence-weighted output distillation for YOLOv5 heads."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+import math
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmyolo.models.losses import bbox_overlaps
 from torch import Tensor, nn
 
 from ..registry import MODELS
 from .yolov5_head_loss_base import HeadOutputs, YOLOv5HeadLossBase
 
 
-class _BernoulliKL(torch.autograd.Function):
-    """``softplus(s) - softplus(t) - sigmoid(t) * (s - t)`` with its gradient
-    ``sigmoid(s) - sigmoid(t)`` written out: autograd through two BCEs keeps several
-    intermediates of the size of the class logits (batch x anchors x classes) for the
-    backward pass; this keeps the two inputs only and computes the gradient in two ops."""
+#: Logits are clamped from below here for the loss value: ``sigmoid(-80)`` is 1.8e-35,
+#: still a normal float32, so ``log(sigmoid)`` stays finite; the gradient is unaffected
+#: (``sigmoid`` of anything below is 0 to float precision).
+_MIN_LOGIT = -80.0
+
+
+def _scaled_copy(x: Tensor, tau: float) -> Tensor:
+    """A new tensor ``max(x / tau, _MIN_LOGIT)``, in one pass when ``tau`` is 1."""
+    if tau == 1.0:
+        return x.clamp(min=_MIN_LOGIT)
+    return (x / tau).clamp_(min=_MIN_LOGIT)
+
+
+class _WeightedBernoulliKL(torch.autograd.Function):
+    """``sum(weight * KL(sigmoid(t) || sigmoid(s)))`` with its gradient computed alongside,
+    image by image.
+
+    With ``p = sigmoid(t)`` and ``q = sigmoid(s)`` (logits divided by ``tau``), the KL of
+    the Bernoulli outputs is ``(1 - p) * (s - t) + log(p / q)`` (the usual
+    ``softplus(s) - softplus(t) - p * (s - t)``, as ``softplus(x) = x - log(sigmoid(x))``)
+    and its gradient ``(q - p) / tau``: three transcendental passes (two sigmoids, one
+    log) for value and gradient together, where autograd through the element-wise form
+    makes seven and keeps intermediates the size of the class logits (batch x anchors x
+    classes x cells: 6 million floats at level 0 of an 80-class YOLOv5 at 320 px) for
+    the backward pass. Here the gradient is the one tensor kept and the temporaries are
+    one image's (``benchmarks/kd_speed.py --loss``). ``torch.compile`` of the same
+    expression was tried: a faster loss, but not a faster training loop on 2 cores, and
+    40-90 MiB more peak memory (the compiler lives in the training process); not used.
+    """
 
     @staticmethod
-    def forward(ctx, s: Tensor, t: Tensor) -> Tensor:
-        p_t = t.sigmoid()
-        ctx.save_for_backward(s, p_t)
-        return F.softplus(s) - F.softplus(t) - p_t * (s - t)
+    def forward(ctx, s: Tensor, t: Tensor, weight: Optional[Tensor], tau: float) -> Tensor:
+        total = s.new_zeros(())
+        grad_s = torch.empty_like(s)
+        for i in range(s.shape[0]):
+            s_i, t_i = _scaled_copy(s[i], tau), _scaled_copy(t[i], tau)
+            p = t_i.sigmoid()
+            q = torch.sigmoid(s_i, out=grad_s[i])
+            kl = torch.div(p, q).log_()
+            diff = s_i.sub_(t_i)
+            kl.add_(diff).addcmul_(diff, p, value=-1)  # + (1 - p) * (s - t)
+            if weight is None:
+                total += kl.sum()
+                q.sub_(p).div_(tau)
+            else:  # (A, C, L) @ (A, L, 1): the weighted sum in one pass
+                total += torch.matmul(kl, weight[i].transpose(-1, -2)).sum()
+                q.sub_(p).mul_(weight[i] / tau)
+        ctx.save_for_backward(grad_s)
+        return total
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        s, p_t = ctx.saved_tensors
-        return grad * (s.sigmoid() - p_t), None
+        # in place: a second backward through the same graph fails on autograd's own
+        # version check of the saved tensor instead of returning a wrong gradient
+        grad_s, = ctx.saved_tensors
+        return grad_s.mul_(grad), None, None, None
 
 
-def bernoulli_kl(s_logits: Tensor, t_logits: Tensor, tau: float = 1.0) -> Tensor:
-    """Element-wise KL(teacher || student) of independent Bernoulli outputs.
+def weighted_bernoulli_kl(s_logits: Tensor,
+                          t_logits: Tensor,
+                          weight: Optional[Tensor] = None,
+                          tau: float = 1.0) -> Tensor:
+    """Weighted sum of the KL(teacher || student) of independent Bernoulli outputs.
 
-    Equal to BCE(s, sigmoid(t)) minus the teacher's entropy, in closed form
-    ``softplus(s) - softplus(t) - sigmoid(t) * (s - t)`` (logits divided by ``tau``): the
-    same gradient as BCE against the teacher's probability,
+    Per element, in closed form with logits divided by ``tau``,
+    ``KL = softplus(s) - softplus(t) - sigmoid(t) * (s - t)``: BCE(s, sigmoid(t)) minus the
+    teacher's entropy, so the same gradient as BCE against the teacher's probability,
     ``(sigmoid(s / tau) - sigmoid(t / tau)) / tau``, bounded by ``1 / tau`` per logit, and
     zero where student and teacher agree.
 
     Args:
-        s_logits (Tensor): Student logits, any shape.
+        s_logits (Tensor): Student logits, shape (N, A, C, L) (batch, anchors, classes,
+            cells).
         t_logits (Tensor): Teacher logits, same shape (not differentiated).
+        weight (Tensor, optional): Per-cell weights, shape (N, A, 1, L), shared by the C
+            outputs of a cell (not differentiated). Defaults to None (all ones).
         tau (float): Temperature.
 
     Returns:
-        Tensor: Same shape as the inputs, non-negative.
+        Tensor: A non-negative scalar.
     """
-    s, t = s_logits / tau, t_logits.detach() / tau
-    return _BernoulliKL.apply(s, t)
+    if weight is not None:
+        weight = weight.detach()
+    return _WeightedBernoulliKL.apply(s_logits.contiguous(), t_logits.detach().contiguous(),
+                                      weight, tau)
 
 
-def decode_xywh(bbox_pred: Tensor, priors: Tensor) -> Tensor:
+def decode_xywh(bbox_pred: Tensor, priors: Tensor) -> Tuple[Tensor, ...]:
     """YOLOv5's box decoding in grid units, as mmyolo's ``YOLOv5Head`` does in its loss.
 
     Args:
@@ -59,12 +107,54 @@ def decode_xywh(bbox_pred: Tensor, priors: Tensor) -> Tensor:
         priors (Tensor): Anchor sizes in grid units of this level, shape (A, 2).
 
     Returns:
-        Tensor: (x, y, w, h) relative to the cell, shape (N, A, H, W, 4).
+        tuple[Tensor]: x, y (relative to the cell), w, h, each of shape (N, A, H, W)
+        (one tensor per coordinate, so that the element-wise IoU below runs over
+        contiguous rows).
     """
-    p = bbox_pred.permute(0, 1, 3, 4, 2).sigmoid()
-    xy = p[..., :2] * 2 - 0.5
-    wh = (p[..., 2:] * 2)**2 * priors[None, :, None, None, :]
-    return torch.cat((xy, wh), dim=-1)
+    p = bbox_pred.sigmoid()
+    x, y = (p[:, :, 0] * 2 - 0.5), (p[:, :, 1] * 2 - 0.5)
+    w = (p[:, :, 2] * 2)**2 * priors[None, :, 0, None, None]
+    h = (p[:, :, 3] * 2)**2 * priors[None, :, 1, None, None]
+    return x, y, w, h
+
+
+def ciou_xywh(pred: Sequence[Tensor], target: Sequence[Tensor], eps: float = 1e-7) -> Tensor:
+    """mmyolo's CIoU (``bbox_overlaps(..., iou_mode='ciou', bbox_format='xywh')``, the
+    YOLOv5 form of alpha) for boxes given coordinate by coordinate.
+
+    mmyolo's takes (M, 4) boxes and works on their columns: strided views, and every one
+    of its ~50 element-wise steps (and their backward) makes a pass with stride 4. Over
+    all anchors of all levels (130 000 boxes at 320 px, batch 16) that made the box part
+    as slow as the class part of this loss. Here each coordinate is a contiguous-row
+    tensor, and the target's own terms are computed without autograd.
+
+    Args:
+        pred (Sequence[Tensor]): x, y, w, h of the predicted boxes, each of shape (*).
+        target (Sequence[Tensor]): x, y, w, h of the target boxes (not differentiated).
+        eps (float): As mmyolo's. Defaults to 1e-7.
+
+    Returns:
+        Tensor: CIoU, shape (*).
+    """
+    px, py, pw, ph = pred
+    with torch.no_grad():
+        tx, ty, tw, th = (c.detach() for c in target)
+        t_x1, t_x2, t_y1, t_y2 = tx - tw / 2, tx + tw / 2, ty - th / 2, ty + th / 2
+        t_area = (t_x2 - t_x1) * (t_y2 - t_y1)
+        t_atan = torch.atan((t_x2 - t_x1) / (t_y2 - t_y1 + eps))
+    p_x1, p_x2, p_y1, p_y2 = px - pw / 2, px + pw / 2, py - ph / 2, py + ph / 2
+    overlap = ((torch.min(p_x2, t_x2) - torch.max(p_x1, t_x1)).clamp(0) *
+               (torch.min(p_y2, t_y2) - torch.max(p_y1, t_y1)).clamp(0))
+    w1, h1 = p_x2 - p_x1, p_y2 - p_y1
+    ious = overlap / (w1 * h1 + t_area - overlap + eps)
+    enclose_w = (torch.max(p_x2, t_x2) - torch.min(p_x1, t_x1)).clamp(min=0)
+    enclose_h = (torch.max(p_y2, t_y2) - torch.min(p_y1, t_y1)).clamp(min=0)
+    enclose_area = enclose_w**2 + enclose_h**2 + eps
+    rho2 = (((t_x1 + t_x2) - (p_x1 + p_x2))**2 + ((t_y1 + t_y2) - (p_y1 + p_y2))**2) / 4
+    wh_ratio = (4 / math.pi**2) * (t_atan - torch.atan(w1 / (h1 + eps)))**2
+    with torch.no_grad():
+        alpha = wh_ratio / (wh_ratio - ious + (1 + eps))
+    return (ious - (rho2 / enclose_area + alpha * wh_ratio)).clamp(min=-1.0, max=1.0)
 
 
 @MODELS.register_module()
@@ -85,7 +175,7 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
         L_box = sum(w * (1 - CIoU(decode(s_box), decode(t_box)))) / max(sum(w), 1)
 
     (KL of Bernoulli outputs: BCE against the teacher's probability minus its entropy,
-    see :func:`bernoulli_kl`; boxes decoded as the YOLOv5 head decodes them, in grid units
+    see :func:`weighted_bernoulli_kl`; boxes decoded as the YOLOv5 head decodes them, in grid units
     of their anchors.) Every gradient is bounded: at most ``1 / tau`` per logit for obj and
     cls, and CIoU's for boxes. The parts are summed over levels, multiplied by the student
     head's ``loss_obj / loss_cls / loss_bbox`` weights, by ``loss_weight`` and by batch
@@ -150,23 +240,23 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
             n, a, h, w = s_obj[i].shape
             # in float32 also under autocast: sigmoid/KL of half-precision logits lose
             # the small differences this loss is about
-            s_obj_i, t_obj_i = s_obj[i].float(), t_obj[i].detach().float()
-            weight = t_obj_i.sigmoid()  # (N, A, H, W)
+            s_obj_i = s_obj[i].float().view(n, a, 1, h * w)
+            t_obj_i = t_obj[i].detach().float().view(n, a, 1, h * w)
+            weight = t_obj_i.sigmoid()  # (N, A, 1, H * W)
             norm = weight.sum().clamp(min=1.0)
-            l_obj = l_obj + bernoulli_kl(s_obj_i, t_obj_i, self.tau).mean() * (
-                self.obj_level_weights[i] * self.tau**2)
+            l_obj = l_obj + weighted_bernoulli_kl(s_obj_i, t_obj_i, tau=self.tau) * (
+                self.obj_level_weights[i] * self.tau**2 / s_obj_i.numel())
 
-            s_xywh = decode_xywh(s_box[i].float().view(n, a, 4, h, w), self.priors[i])
-            t_xywh = decode_xywh(t_box[i].detach().float().view(n, a, 4, h, w),
-                                 self.priors[i])
-            ciou = bbox_overlaps(s_xywh.reshape(-1, 4), t_xywh.reshape(-1, 4),
-                                 iou_mode='ciou', bbox_format='xywh')
-            l_box = l_box + ((1.0 - ciou) * weight.reshape(-1)).sum() / norm
+            ciou = ciou_xywh(
+                decode_xywh(s_box[i].float().view(n, a, 4, h, w), self.priors[i]),
+                decode_xywh(t_box[i].detach().float().view(n, a, 4, h, w), self.priors[i]))
+            l_box = l_box + ((1.0 - ciou) * weight.view(n, a, h, w)).sum() / norm
 
             nc = s_cls[i].shape[1] // a
             multi_class = nc > 1
             if multi_class:
-                kl = bernoulli_kl(s_cls[i].float().view(n, a, nc, h, w),
-                                  t_cls[i].detach().float().view(n, a, nc, h, w), self.tau)
-                l_cls = l_cls + (kl.mean(dim=2) * weight).sum() / norm * self.tau**2
+                l_cls = l_cls + weighted_bernoulli_kl(
+                    s_cls[i].float().view(n, a, nc, h * w),
+                    t_cls[i].detach().float().view(n, a, nc, h * w), weight,
+                    self.tau) * (self.tau**2 / (nc * norm))
         return self._scaled(l_box, l_obj, l_cls if multi_class else None, s_box[0].shape[0])

@@ -76,9 +76,9 @@ def to_float32(data):
     expect (CWD ``view``s its inputs; the losses are computed in float32).
     """
     if isinstance(data, torch.Tensor):
-        if data.is_floating_point():
-            data = data.float()
-        return data.contiguous()
+        # one copy for both changes (dtype and memory format), none when neither applies
+        dtype = torch.float32 if data.is_floating_point() else data.dtype
+        return data.to(dtype=dtype, memory_format=torch.contiguous_format)
     if isinstance(data, (list, tuple)):
         return type(data)(to_float32(d) for d in data)
     return data

@@ -107,8 +107,9 @@ def test_folded_teacher_predicts_as_loaded(tmp_path):
 
 
 def test_bf16_teacher_gives_float32_records_close_to_fp32(batch, tmp_path):
-    """The teacher under bfloat16 autocast: records back in float32 for the losses, its
-    probabilities within 0.02 of float32's and the distillation losses within 5%."""
+    """The teacher under bfloat16 autocast: weights cast once, records back in float32 for
+    the losses, its probabilities within 0.02 of float32's and the distillation losses
+    within 5%."""
     path = tmp_path / 'teacher.pth'
     torch.manual_seed(0)
     torch.save({'state_dict': MODELS.build(load_detector_cfg(TEACHER_S)).state_dict()}, path)
@@ -119,9 +120,15 @@ def test_bf16_teacher_gives_float32_records_close_to_fp32(batch, tmp_path):
         model.train()
         data = model.data_preprocessor(copy.deepcopy(batch), True)
         with torch.no_grad():
-            preds[precision] = model.teacher_forward(data['inputs'])
-            records = model.distiller.teacher_recorders.get_recorder('neck0').data_buffer
+            model._cast_teacher(data['inputs'].device)
+            model.teacher_forward(data['inputs'])
+            recorders = model.distiller.teacher_recorders
+            preds[precision] = recorders.get_recorder('preds').data_buffer[0]
+            records = recorders.get_recorder('neck0').data_buffer
             assert records[0].dtype == torch.float32 and records[0].is_contiguous()
+            expected = torch.bfloat16 if precision == 'bf16' else torch.float32
+            assert {p.dtype for p in model.teacher.parameters()} == {expected}
+            assert {p.dtype for p in model.student.parameters()} == {torch.float32}
             losses[precision] = model(**data, mode='loss')
     for ref_part, out_part in zip(preds['fp32'], preds['bf16']):
         for r, o in zip(ref_part, out_part):
@@ -203,12 +210,31 @@ def test_mse_feature_alternative(batch):
     distiller.loss_forward_mappings = dict(loss_out=distiller.loss_forward_mappings.loss_out,
                                            **cfg.kd_mse_mappings_connected)
     model = MODELS.build(cfg.model)
+    records = {}
+    release = model._release_records
+
+    def keep_then_release():  # the records are dropped once the losses are computed
+        for role in ('student', 'teacher'):
+            manager = getattr(model.distiller, f'{role}_recorders')
+            records[role] = manager.get_recorder('neck1').get_record_data()
+        release()
+
+    model._release_records = keep_then_release
     losses = run_loss(model, batch)
     assert {'distill.loss_mse0', 'distill.loss_mse1', 'distill.loss_mse2'} <= set(losses)
-    s = model.distiller.student_recorders.get_recorder('neck1').get_record_data()
-    t = model.distiller.teacher_recorders.get_recorder('neck1').get_record_data()
+    s, t = records['student'], records['teacher']
     expected = 0.1 * ((model.distiller.connectors['neck1_s'](s) - t)**2).mean()
     torch.testing.assert_close(losses['distill.loss_mse1'], expected)
+
+
+def test_records_are_released_after_the_losses(batch):
+    """No recorded tensor outlives loss(): mmrazor would keep them through backward."""
+    model, _ = build(KD_CWD_S2N)
+    losses = run_loss(model, batch)
+    assert any(k.startswith('distill.loss_cwd') for k in losses)
+    for manager in (model.distiller.student_recorders, model.distiller.teacher_recorders):
+        assert manager.recorders and all(r.data_buffer == []
+                                         for r in manager.recorders.values())
 
 
 def test_non_finite_distill_loss_stops_with_names(batch):

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from mmkd_yolo.losses import YOLOv5OutputDistillLoss
-from mmkd_yolo.losses.yolov5_output_distill_loss import bernoulli_kl, decode_xywh
+from mmkd_yolo.losses.yolov5_output_distill_loss import (ciou_xywh, decode_xywh,
+                                                          weighted_bernoulli_kl)
 
 # one anchor per cell, anchors in grid units of each level
 PRIORS = torch.tensor([[[1.0, 1.0]], [[2.0, 1.0]], [[1.0, 3.0]]])
@@ -31,17 +32,42 @@ def test_bernoulli_kl_by_hand():
     s, t = torch.tensor([2.0]), torch.tensor([0.0])
     p, q = 0.5, 1 / (1 + math.exp(-2.0))
     expected = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
-    assert bernoulli_kl(s, t).item() == pytest.approx(expected, rel=1e-5)
-    assert bernoulli_kl(t, t).item() == pytest.approx(0.0, abs=1e-7)
+    as_cells = lambda x: x.view(1, 1, 1, 1)  # noqa: E731
+    assert weighted_bernoulli_kl(as_cells(s), as_cells(t)).item() == pytest.approx(
+        expected, rel=1e-5)
+    assert weighted_bernoulli_kl(as_cells(t), as_cells(t)).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_decode_matches_mmyolo_head():
     from mmyolo.models.dense_heads import YOLOv5Head
     raw = torch.randn(2, 1, 4, 3, 3)
-    ours = decode_xywh(raw, PRIORS[1])  # (N, A, H, W, 4)
+    ours = torch.stack(decode_xywh(raw, PRIORS[1]), dim=-1)  # (N, A, H, W, 4)
     flat = raw.permute(0, 1, 3, 4, 2).reshape(-1, 4)
     head_decode = YOLOv5Head._decode_bbox_to_xywh(None, flat, PRIORS[1].expand(len(flat), 2))
     assert torch.allclose(ours.reshape(-1, 4), head_decode, atol=1e-6)
+
+
+def test_ciou_equals_mmyolos_in_value_and_gradient():
+    """The coordinate-wise CIoU is mmyolo's ``bbox_overlaps(ciou, xywh)``: same values and
+    gradients (float64), overlapping, disjoint, nested and degenerate (near-empty, far
+    apart: clamped at -1) boxes alike."""
+    from mmyolo.models.losses import bbox_overlaps
+    g = torch.Generator().manual_seed(0)
+    xy = torch.randn(2, 500, generator=g, dtype=torch.float64)
+    wh = torch.rand(2, 500, generator=g, dtype=torch.float64) * 3 + 0.05
+    wh[:, :20] = torch.rand(2, 20, generator=g, dtype=torch.float64) * 1e-6
+    pred = torch.cat((xy, wh)).requires_grad_()
+    target = torch.cat((xy * 0.7 + 0.2, wh * torch.rand(2, 500, generator=g,
+                                                        dtype=torch.float64) * 2))
+    ours = ciou_xywh(tuple(pred), tuple(target))
+    theirs = bbox_overlaps(pred.T, target.T, iou_mode='ciou', bbox_format='xywh')
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-12)
+    weights = torch.rand(500, generator=g, dtype=torch.float64)
+    grad_ours, = torch.autograd.grad((ours * weights).sum(), pred)
+    grad_theirs, = torch.autograd.grad((theirs * weights).sum(), pred)
+    assert torch.allclose(grad_ours, grad_theirs, rtol=0, atol=1e-12)
+    assert (ours < 0).any() and (ours > 0.5).any()  # disjoint and well-overlapping pairs
+    assert (ours == -1).any()  # the clamp
 
 
 def test_single_cell_by_hand():
@@ -54,7 +80,10 @@ def test_single_cell_by_hand():
     s_obj = [torch.tensor([1.0]).view(1, 1, 1, 1)] + [torch.zeros(1, 1, 1, 1)] * 2
     t_obj = [torch.zeros(1, 1, 1, 1)] * 3  # teacher confidence 0.5 everywhere
     out = loss((s_cls, s_box, s_obj), (t_cls, t_box, t_obj))
-    kl = lambda s: bernoulli_kl(torch.tensor([s]), torch.tensor([0.0])).item()  # noqa: E731
+    def kl(s):  # KL(Bernoulli(0.5) || Bernoulli(sigmoid(s))), written out
+        q = 1 / (1 + math.exp(-s))
+        return 0.5 * math.log(0.5 / q) + 0.5 * math.log(0.5 / (1 - q))
+
     # obj: mean over the one cell x level weight 4 x obj weight 1
     assert out['obj'].item() == pytest.approx(kl(1.0) * 4.0, rel=1e-5)
     # cls: weight 0.5 normalised by max(sum w, 1) = 1: 0.5 * mean(kl(3), 0) x cls weight 0.5
@@ -120,25 +149,50 @@ def test_mismatched_shapes_are_named():
         make_loss()(s, t)
 
 
-def test_bce_form_equals_kl_gradient():
-    """The KL has BCE-against-teacher-probability's gradient (the entropy is constant)."""
-    s = torch.randn(10, requires_grad=True)
-    t = torch.randn(10)
-    bernoulli_kl(s, t).sum().backward()
-    g_kl = s.grad.clone()
-    s.grad = None
-    F.binary_cross_entropy_with_logits(s, t.sigmoid(), reduction='sum').backward()
-    assert torch.allclose(g_kl, s.grad, atol=1e-6)
+def reference_kl(s, t, tau=1.0):
+    """BCE(s, p_t) - BCE(t, p_t) element-wise, through autograd: what the fused form must
+    equal, in value and gradient."""
+    p = (t / tau).sigmoid()
+    return (F.binary_cross_entropy_with_logits(s / tau, p, reduction='none') -
+            F.binary_cross_entropy_with_logits(t / tau, p, reduction='none'))
 
 
-def test_closed_form_kl_values_and_gradcheck():
-    """The closed form equals BCE(s, p_t) - BCE(t, p_t); its hand-written gradient passes
-    autograd's numerical check, also with a temperature."""
-    torch.manual_seed(0)
-    s = (torch.randn(64, dtype=torch.float64) * 4).requires_grad_()
-    t = torch.randn(64, dtype=torch.float64) * 4
-    p = t.sigmoid()
-    ref = (F.binary_cross_entropy_with_logits(s, p, reduction='none') -
-           F.binary_cross_entropy_with_logits(t, p, reduction='none'))
-    assert torch.allclose(bernoulli_kl(s, t), ref, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda x: bernoulli_kl(x, t, 2.0), (s, ))
+@pytest.mark.parametrize('tau', [1.0, 2.0])
+@pytest.mark.parametrize('weighted', [True, False])
+def test_weighted_kl_equals_the_bce_form_in_value_and_gradient(tau, weighted):
+    """Value and hand-written gradient equal autograd through the BCE form (float64),
+    with per-cell weights shared by the classes of a cell, and with a temperature;
+    logits as far out as +-40 included."""
+    g = torch.Generator().manual_seed(0)
+    s = (torch.randn(3, 2, 5, 7, generator=g, dtype=torch.float64) * 15).clamp(-40, 40)
+    t = (torch.randn(3, 2, 5, 7, generator=g, dtype=torch.float64) * 15).clamp(-40, 40)
+    w = torch.rand(3, 2, 1, 7, generator=g, dtype=torch.float64) if weighted else None
+    s1, s2 = s.clone().requires_grad_(), s.clone().requires_grad_()
+    ours = weighted_bernoulli_kl(s1, t, w, tau) * 3.0  # an outer factor, as in the loss
+    ref = reference_kl(s2, t, tau)
+    ref = (ref * w).sum() * 3.0 if weighted else ref.sum() * 3.0
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-10)
+    ours.backward()
+    ref.backward()
+    assert torch.allclose(s1.grad, s2.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_weighted_kl_far_logits_stay_finite_with_the_exact_gradient():
+    """Logits below the clamp (-80: sigmoid 1.8e-35, float32) give a finite value and
+    still the exact gradient sigmoid(s) - sigmoid(t)."""
+    s = torch.tensor([-200.0, -90.0, 50.0, 0.0]).view(1, 1, 4, 1).requires_grad_()
+    t = torch.tensor([0.0, -200.0, -100.0, 3.0]).view(1, 1, 4, 1)
+    value = weighted_bernoulli_kl(s, t)
+    assert torch.isfinite(value)
+    value.backward()
+    assert torch.allclose(s.grad, s.detach().sigmoid() - t.sigmoid(), atol=1e-7)
+
+
+def test_weighted_kl_twice_through_one_graph_fails_loudly():
+    """The gradient is computed in the forward pass and scaled in place by the backward:
+    a second backward must fail, not return a twice-scaled gradient."""
+    s = torch.randn(2, 1, 3, 4, requires_grad=True)
+    loss = weighted_bernoulli_kl(s, torch.randn(2, 1, 3, 4)) * 2
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match='inplace'):
+        loss.backward()
