@@ -18,6 +18,10 @@ separate processes, alike for all variants).
 Two ablations show what the cost measures buy: the n <- s teacher in float32
 (``--t-precision fp32``) and mmengine's ``EMAHook`` over the whole model (teacher
 included) instead of the configs' ``StudentEMAHook``.
+
+``--against DIR`` also runs the distilled variants from another checkout of this project
+(e.g. ``git worktree add /tmp/prev <commit>``), in the same rounds: a before/after in one
+run, where separate runs would differ by more than the change measured.
 """
 from __future__ import annotations
 
@@ -75,17 +79,31 @@ def parse_args():
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument('--workers', type=int, default=2, help='dataloader workers')
     parser.add_argument('--out', default=osp.join(REPO, 'work_dirs', 'kd_loop_speed'))
+    parser.add_argument('--against', metavar='DIR',
+                        help='another checkout whose distilled variants run alongside')
     return parser.parse_args()
 
 
-def run(args, name: str, work_dir: str, data: str) -> dict:
+def variant_runs(args) -> dict:
+    """Variant name -> (its name in VARIANTS, the checkout it runs from)."""
+    runs = {}
+    for name in args.variants:
+        runs[name] = (name, REPO)
+        if args.against and name != 'plain n':
+            tag = osp.basename(osp.normpath(args.against))
+            runs[f'{name} [{tag}]'] = (name, osp.abspath(args.against))
+    return runs
+
+
+def run(args, name: str, work_dir: str, data: str, repo: str = REPO) -> dict:
     config, extra = VARIANTS[name]
+    config = osp.join(repo, osp.relpath(config, REPO))
     extra = [e.format(n=args.yolov5n) for e in extra]
     cfg_opts = []
     if '--cfg-options' in extra:
         i = extra.index('--cfg-options')
         extra, cfg_opts = extra[:i], extra[i + 1:]
-    distill = config != PLAIN
+    distill = name != 'plain n'
     # the configs stop distillation for their last 5 epochs: in a 5-epoch run that would
     # be all of them; distill throughout
     stop = ['custom_hooks.1.num_last_epochs=0'] if distill else []
@@ -99,13 +117,14 @@ def run(args, name: str, work_dir: str, data: str) -> dict:
         'randomness.seed=0', f'train_dataloader.num_workers={args.workers}',
         f'train_dataloader.persistent_workers={args.workers > 0}']
     peak_file = osp.join(work_dir, 'peak_rss_kib')
-    cmd = [sys.executable, '-c', WRAPPER, osp.join(REPO, 'tools', 'train.py'), config,
+    cmd = [sys.executable, '-c', WRAPPER, osp.join(repo, 'tools', 'train.py'), config,
            '--work-dir', work_dir, '--data', data, '--img-size', str(args.img_size),
            '--weights', args.yolov5n, *extra, '--cfg-options', *opts]
     os.makedirs(work_dir, exist_ok=True)
     with open(osp.join(work_dir, 'train.log'), 'w') as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                              env=dict(os.environ, PEAK_RSS_FILE=peak_file))
+        path = os.pathsep.join(filter(None, [repo, os.environ.get('PYTHONPATH')]))
+        env = dict(os.environ, PEAK_RSS_FILE=peak_file, PYTHONPATH=path)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=repo, env=env)
     if proc.returncode:
         sys.exit(f'[kd_loop_speed] {name} failed: see {work_dir}/train.log')
     files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
@@ -129,19 +148,20 @@ def main():
     if not osp.isfile(data) or not osp.isfile(args.yolov5n):
         sys.exit(f'[kd_loop_speed] needs {data} and {args.yolov5n} (--coco128, --yolov5n)')
     os.makedirs(args.out, exist_ok=True)
-    results = {name: [] for name in args.variants}
-    progress = Progress(args.rounds * len(args.variants), 'kd_loop_speed')
+    runs = variant_runs(args)
+    results = {name: [] for name in runs}
+    progress = Progress(args.rounds * len(runs), 'kd_loop_speed')
     with tempfile.TemporaryDirectory(dir=args.out) as tmp:
         for r in range(args.rounds):
-            for i, name in enumerate(args.variants):
+            for i, (name, (variant, repo)) in enumerate(runs.items()):
                 wd = osp.join(tmp, f'round{r}_{i}')
                 start = time.time()
-                res = run(args, name, wd, data)
+                res = run(args, variant, wd, data, repo)
                 results[name].append(res)
                 progress.step(f'round {r + 1}: {name} {res["s_it"]:.3f} s/it '
                               f'({res["data_s"]:.3f} waiting for data), '
                               f'peak {res["peak_mib"]:.0f} MiB', time.time() - start)
-    plain = results[args.variants[0]]
+    plain = results[next(iter(runs))]
     base_mem = statistics.mean(x['peak_mib'] for x in plain)
     lines = [f'Whole training loop (tools/train.py), coco128 {args.img_size} px, batch 16, '
              f'{args.workers} dataloader workers, {args.epochs} epochs per run, mean s/it of '

@@ -7,7 +7,8 @@ Accuracy: the official YOLOv5n, prepared as ``YOLOv5Distill`` prepares a teacher
 (BatchNorm folded, channels-last), evaluated by tools/test.py's protocol on coco128 with
 backbone, neck and head under the autocast of ``teacher_precision`` and the outputs cast
 back to float32 (as the distillation losses see them), once per precision. Time: the
-teacher forward (n and s) at batch 16 and 1, median of 10, per precision.
+teacher forward (n and s) at batch 16 and 1, median of 10, per precision, with the weights
+and input held in that precision as ``YOLOv5Distill`` holds them.
 """
 import argparse
 import os
@@ -82,6 +83,9 @@ def forward_ms(size, batch, img):
     x = torch.rand(batch, 3, img, img).contiguous(memory_format=torch.channels_last)
     out = {}
     for name, dtype in (('fp32', None), ('bf16', torch.bfloat16)):
+        if dtype is not None:  # as YOLOv5Distill does: cast once, not per call
+            model.to(dtype)
+            x = x.to(dtype)
         with torch.no_grad(), teacher_autocast(dtype, x.device):
             for _ in range(3):
                 model._forward(x)

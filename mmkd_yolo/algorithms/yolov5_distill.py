@@ -61,7 +61,10 @@ class YOLOv5Distill(SingleTeacherDistill):
       targets and computes a loss nobody uses;
     * the teacher is an inference model: its BatchNorm is folded into its convolutions
       and it runs in channels-last memory format (see :meth:`_make_teacher_inference_only`),
-      in bfloat16 where the hardware computes it natively (``teacher_precision``);
+      in bfloat16 where the hardware computes it natively (``teacher_precision``; its
+      weights are then held in bfloat16);
+    * the recorded tensors are dropped once the distillation losses are computed:
+      mmrazor's recorders keep them until the next iteration, through the backward pass;
     * teacher weights are loaded leniently (tensors matched by name and shape) with a
       ``Transferred N/M items`` report, instead of mmengine's ``load_checkpoint``, which
       only warns on a mismatch and would leave a wrong teacher silently half-random;

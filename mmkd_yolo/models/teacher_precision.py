@@ -4,7 +4,7 @@ The teacher only ever runs inference, so it can run where the hardware is fastes
 bfloat16 on CPUs with native bf16 units (Intel AMX or AVX512-BF16), float16 (bfloat16
 where supported) on CUDA. Measured on this project's 2-core Xeon with AMX (folded,
 channels-last teacher, ``benchmarks/teacher_precision.py``): the YOLOv5-s forward at
-320 px, batch 16, takes 336 ms in float32 and 136 ms in bfloat16, 1.8x less at batch 1,
+320 px, batch 16, takes 372 ms in float32 and 121 ms in bfloat16, 1.7x less at batch 1,
 and the official YOLOv5n scores 0.295 mAP on coco128 in bfloat16 against 0.294 in
 float32. Without native units bfloat16 is emulated in software, so ``auto`` keeps
 float32 there (not measured: this machine has the units). The distillation losses still see float32: the head outputs are cast back.
