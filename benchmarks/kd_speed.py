@@ -2,6 +2,7 @@
 
     python benchmarks/kd_speed.py [--img 320] [--batch 16] [--rounds 5] [--iters 3]
     python benchmarks/kd_speed.py --loss [--img 320] [--batch 16]
+    python benchmarks/kd_speed.py --profile [--classes 80]
 
 Each variant (student alone; output distillation from an n or s teacher; output + CWD
 features) runs the same real training step (forward, loss, backward, SGD step) on the
@@ -14,6 +15,11 @@ head outputs of an 80-class YOLOv5 (COCO's class count: the class part is most o
 cost), against the same loss written the plain way (autograd through the element-wise KL,
 mmyolo's ``bbox_overlaps`` for CIoU; what the previous release ran) and the YOLOv5
 distillation scripts' raw-MSE loss.
+
+``--profile`` shows where a distilled step spends its extra time: ``torch.profiler`` over
+five steps each (alternating) of the student alone and of n <- n and n <- s, and the operators whose
+self CPU time grows most. ``--classes 80`` gives all models COCO's class count (the
+generated batch's labels are valid for it), as the loop benchmark's coco128 runs have.
 """
 from __future__ import annotations
 
@@ -44,6 +50,9 @@ def parse_args():
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--loss', action='store_true', help='time the losses alone')
+    parser.add_argument('--profile', action='store_true',
+                        help='operators that make the extra time of a distilled step')
+    parser.add_argument('--classes', type=int, help='class count of all models')
     return parser.parse_args()
 
 
@@ -65,22 +74,26 @@ def make_batch(args, data_root):
     return next(iter(Runner.build_dataloader(loader, seed=0)))
 
 
-def build_variants(device):
-    from mmengine.config import Config
-
-    from mmkd_yolo.models.detector_cfg import load_detector_cfg
+def build_variants(device, classes=None, names=None):
+    from mmkd_yolo.apis.config import detector_cfgs, load_config
+    from mmkd_yolo.apis.data import _set_num_classes
     from mmkd_yolo.registry import MODELS
-    variants = {'student alone (n)': MODELS.build(load_detector_cfg(STUDENT))}
     raw_mse = dict(type='YOLOv5MSEOutputDistillLoss', loss_weight=10.0)
+    variants = {}
     for name, cfg_path, loss in [
+            ('student alone (n)', STUDENT, None),
             ('kd-out, n <- n', KD.format('', 'n'), None),
             ('kd-out with the scripts\' raw-MSE loss, n <- n', KD.format('', 'n'), raw_mse),
             ('kd-out, n <- s', KD.format('', 's'), None),
             ('kd-out-cwd, n <- s', KD.format('-cwd', 's'), None)]:
-        model_cfg = Config.fromfile(cfg_path).model
+        if names and name not in names:
+            continue
+        cfg = load_config(cfg_path)
+        for detector in detector_cfgs(cfg) if classes else []:
+            _set_num_classes(detector, classes)
         if loss is not None:
-            model_cfg.distiller.distill_losses.loss_out = loss
-        variants[name] = MODELS.build(model_cfg)
+            cfg.model.distiller.distill_losses.loss_out = loss
+        variants[name] = MODELS.build(cfg.model)
     out = {}
     for name, model in variants.items():
         model.to(device).train()
@@ -176,6 +189,38 @@ def loss_speed(args) -> None:
         print(f'| {name} | {1000 * statistics.median(ts):.1f} |')
 
 
+PROFILED_STEPS = 5
+
+
+def profile(args, batch) -> None:
+    """The ``--profile`` table: self CPU time per operator, distilled minus alone."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    names = ('student alone (n)', 'kd-out, n <- n', 'kd-out, n <- s')
+    variants = build_variants(args.device, args.classes, names)
+    per_op = {name: {} for name in variants}
+    for name, (model, optim) in variants.items():
+        step(model, optim, batch)  # warm-up
+    for _ in range(PROFILED_STEPS):  # alternating, as the timing rounds do
+        for name, (model, optim) in variants.items():
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                step(model, optim, batch)
+            for e in prof.key_averages():
+                per_op[name][e.key] = (per_op[name].get(e.key, 0.0) +
+                                       e.self_cpu_time_total / PROFILED_STEPS / 1e3)
+    alone = per_op[names[0]]
+    print(f'\nSelf CPU ms per step, distilled minus student alone: {args.classes or 3} '
+          f'classes, batch {args.batch}, {args.img} px, {args.threads} threads, '
+          f'{PROFILED_STEPS} steps profiled (the profiler adds its own overhead)\n')
+    for name in names[1:]:
+        diff = {k: v - alone.get(k, 0.0) for k, v in per_op[name].items()}
+        print(f'{name}: {sum(per_op[name].values()) - sum(alone.values()):+.0f} ms in all\n')
+        print('| operator | ms |\n|---|---|')
+        for op, ms in sorted(diff.items(), key=lambda kv: -kv[1])[:12]:
+            print(f'| {op} | {ms:+.1f} |')
+        print()
+
+
 def main():
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -187,7 +232,10 @@ def main():
     MMLogger.get_instance('kd_speed', log_level='WARNING')
     with tempfile.TemporaryDirectory() as tmp:
         batch = make_batch(args, osp.join(tmp, 'shapes'))
-    variants = build_variants(args.device)
+    if args.profile:
+        profile(args, batch)
+        return
+    variants = build_variants(args.device, args.classes)
     times = {name: [] for name in variants}
     sync = torch.cuda.synchronize if args.device.startswith('cuda') else (lambda: None)
     for name, (model, optim) in variants.items():  # warm-up
