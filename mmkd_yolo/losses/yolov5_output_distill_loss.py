@@ -46,19 +46,21 @@ class _WeightedBernoulliKL(torch.autograd.Function):
     def forward(ctx, s: Tensor, t: Tensor, weight: Optional[Tensor], tau: float) -> Tensor:
         total = s.new_zeros(())
         grad_s = torch.empty_like(s)
-        for i in range(s.shape[0]):
-            s_i, t_i = _scaled_copy(s[i], tau), _scaled_copy(t[i], tau)
-            p = t_i.sigmoid()
-            q = torch.sigmoid(s_i, out=grad_s[i])
-            kl = torch.div(p, q).log_()
-            diff = s_i.sub_(t_i)
-            kl.add_(diff).addcmul_(diff, p, value=-1)  # + (1 - p) * (s - t)
-            if weight is None:
-                total += kl.sum()
-                q.sub_(p).div_(tau)
-            else:  # (A, C, L) @ (A, L, 1): the weighted sum in one pass
-                total += torch.matmul(kl, weight[i].transpose(-1, -2)).sum()
-                q.sub_(p).mul_(weight[i] / tau)
+        # no autocast (--amp): it would run the weighted sum (a matmul) in half precision
+        with torch.autocast(device_type=s.device.type, enabled=False):
+            for i in range(s.shape[0]):
+                s_i, t_i = _scaled_copy(s[i], tau), _scaled_copy(t[i], tau)
+                p = t_i.sigmoid()
+                q = torch.sigmoid(s_i, out=grad_s[i])
+                kl = torch.div(p, q).log_()
+                diff = s_i.sub_(t_i)
+                kl.add_(diff).addcmul_(diff, p, value=-1)  # + (1 - p) * (s - t)
+                if weight is None:
+                    total += kl.sum()
+                    q.sub_(p).div_(tau)
+                else:  # (A, C, L) @ (A, L, 1): the weighted sum in one pass
+                    total += torch.matmul(kl, weight[i].transpose(-1, -2)).sum()
+                    q.sub_(p).mul_(weight[i] / tau)
         ctx.save_for_backward(grad_s)
         return total
 

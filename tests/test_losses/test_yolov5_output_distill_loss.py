@@ -177,6 +177,18 @@ def test_weighted_kl_equals_the_bce_form_in_value_and_gradient(tau, weighted):
     assert torch.allclose(s1.grad, s2.grad, rtol=1e-10, atol=1e-12)
 
 
+def test_weighted_kl_stays_float32_under_autocast():
+    """Under bfloat16 autocast (--amp on CPU) the weighted sum, a matmul, stays float32."""
+    g = torch.Generator().manual_seed(0)
+    s, t = (torch.randn(2, 3, 80, 50, generator=g) * 4 for _ in range(2))
+    w = torch.rand(2, 3, 1, 50, generator=g)
+    ref = weighted_bernoulli_kl(s, t, w)
+    with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+        value = weighted_bernoulli_kl(s, t, w)
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(ref.item(), rel=1e-6)
+
+
 def test_weighted_kl_far_logits_stay_finite_with_the_exact_gradient():
     """Logits below the clamp (-80: sigmoid 1.8e-35, float32) give a finite value and
     still the exact gradient sigmoid(s) - sigmoid(t)."""
