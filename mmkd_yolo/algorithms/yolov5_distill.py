@@ -273,6 +273,7 @@ class YOLOv5Distill(SingleTeacherDistill):
             idle = [p.sum() * 0 for p in self.distiller.parameters() if p.requires_grad]
             if idle:
                 losses['student.loss_bbox'] = losses['student.loss_bbox'] + sum(idle)
+            self._release_records()
             return losses
         for name, value in self.distiller.compute_distill_losses().items():
             if isinstance(value, dict):

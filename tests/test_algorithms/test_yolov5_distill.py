@@ -228,13 +228,18 @@ def test_mse_feature_alternative(batch):
 
 
 def test_records_are_released_after_the_losses(batch):
-    """No recorded tensor outlives loss(): mmrazor would keep them through backward."""
+    """No recorded tensor outlives loss(): mmrazor would keep them through backward (and,
+    once distillation stops, the teacher's last records for the rest of training)."""
     model, _ = build(KD_CWD_S2N)
     losses = run_loss(model, batch)
     assert any(k.startswith('distill.loss_cwd') for k in losses)
     for manager in (model.distiller.student_recorders, model.distiller.teacher_recorders):
         assert manager.recorders and all(r.data_buffer == []
                                          for r in manager.recorders.values())
+    model.distillation_stopped = True  # StopDistillHook's last epochs: none kept either
+    run_loss(model, batch)
+    for manager in (model.distiller.student_recorders, model.distiller.teacher_recorders):
+        assert all(r.data_buffer == [] for r in manager.recorders.values())
 
 
 def test_non_finite_distill_loss_stops_with_names(batch):
