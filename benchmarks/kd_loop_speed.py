@@ -9,9 +9,9 @@ from the official YOLOv5n; distilled runs add the teacher (n <- n: the official
 YOLOv5n; n <- s: a YOLOv5-s with random weights, as no official s checkpoint is at hand:
 the cost does not depend on the weights). Variants alternate round by round, so machine
 noise hits all alike. Reported: the mean logged seconds per iteration of epochs 3 to
-``--epochs`` (steady state; start-up and the first epochs' warm-up, including the one-off
-compilation of the distillation loss's KL, left out), its ratio to
-plain in the same round (mean and range over rounds), the part of it spent waiting for
+``--epochs`` (steady state; start-up and the first epochs' warm-up left out; each
+iteration's own time, not mmyolo's 50-iteration log average), its ratio to plain in the
+same round (mean and range over rounds), the part of it spent waiting for
 data, and the peak resident memory of the training process (the data workers are
 separate processes, alike for all variants).
 
@@ -111,8 +111,8 @@ def run(args, name: str, work_dir: str, data: str, repo: str = REPO) -> dict:
         f'train_cfg.max_epochs={args.epochs}', f'train_cfg.val_interval={args.epochs + 1}',
         f'default_hooks.param_scheduler.max_epochs={args.epochs}',
         f'default_hooks.checkpoint.interval={args.epochs}', 'default_hooks.logger.interval=1',
-        # each iteration's own time: mmyolo's window of 50 would average in the first
-        # iterations (warm-up, the KL's one-off compilation) for the whole run
+        # each iteration's own time: mmyolo's window of 50 would average the first
+        # iterations' warm-up into the whole run
         'log_processor.window_size=1',
         'randomness.seed=0', f'train_dataloader.num_workers={args.workers}',
         f'train_dataloader.persistent_workers={args.workers > 0}']

@@ -177,11 +177,11 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
         L_box = sum(w * (1 - CIoU(decode(s_box), decode(t_box)))) / max(sum(w), 1)
 
     (KL of Bernoulli outputs: BCE against the teacher's probability minus its entropy,
-    see :func:`weighted_bernoulli_kl`; boxes decoded as the YOLOv5 head decodes them, in grid units
-    of their anchors.) Every gradient is bounded: at most ``1 / tau`` per logit for obj and
-    cls, and CIoU's for boxes. The parts are summed over levels, multiplied by the student
-    head's ``loss_obj / loss_cls / loss_bbox`` weights, by ``loss_weight`` and by batch
-    size x world size, the factor mmyolo applies to the student loss.
+    see :func:`weighted_bernoulli_kl`; boxes decoded as the YOLOv5 head decodes them, in
+    grid units of their anchors.) Every gradient is bounded: at most ``1 / tau`` per logit
+    for obj and cls, and CIoU's for boxes. The parts are summed over levels, multiplied by
+    the student head's ``loss_obj / loss_cls / loss_bbox`` weights, by ``loss_weight`` and
+    by batch size x world size, the factor mmyolo applies to the student loss.
 
     Args:
         loss_weight (float): Overall weight against the student loss. Defaults to 1.

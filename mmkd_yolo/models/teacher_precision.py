@@ -7,7 +7,8 @@ channels-last teacher, ``benchmarks/teacher_precision.py``): the YOLOv5-s forwar
 320 px, batch 16, takes 372 ms in float32 and 121 ms in bfloat16, 1.7x less at batch 1,
 and the official YOLOv5n scores 0.295 mAP on coco128 in bfloat16 against 0.294 in
 float32. Without native units bfloat16 is emulated in software, so ``auto`` keeps
-float32 there (not measured: this machine has the units). The distillation losses still see float32: the head outputs are cast back.
+float32 there (not measured: this machine has the units). The distillation losses
+still see float32: the records are cast back.
 """
 from __future__ import annotations
 
