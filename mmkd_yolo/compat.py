@@ -25,6 +25,7 @@ applied where it is needed and reported by ``make env`` (:data:`ACTIVE_MEASURES`
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Iterator, List
 
 import torch
@@ -57,6 +58,10 @@ def _torch_at_least(version: str) -> bool:
     return digit_version(torch.__version__) >= digit_version(version)
 
 
+RECURSION_MEASURE = ('Python recursion limit restored after importing mmrazor (it sets '
+                     '2**20, which turns deep input into a segfault)')
+
+
 def import_mmrazor() -> None:
     """Import and register mmrazor's distillation parts on any torch 2.x.
 
@@ -70,13 +75,24 @@ def import_mmrazor() -> None:
     import mmengine.runner  # noqa: F401
     import mmyolo.models  # noqa: F401
 
-    if not _torch_at_least('1.13.0'):
-        import mmrazor.engine  # noqa: F401
-        import mmrazor.models  # noqa: F401
-        return
-    with torch_version_as(_MMRAZOR_PRETEND_TORCH):
-        import mmrazor.engine  # noqa: F401
-        import mmrazor.models  # noqa: F401
+    # mmrazor's tracer and channel-flow modules raise Python's recursion limit to 2**20 when
+    # imported: deep input (a nested data.yaml, a model file's JSON) then recurses until the
+    # C stack overflows and the process dies (a segfault, not an error). Distillation
+    # needs no deep recursion; the interpreter's limit is restored.
+    limit = sys.getrecursionlimit()
+    try:
+        if not _torch_at_least('1.13.0'):
+            import mmrazor.engine  # noqa: F401
+            import mmrazor.models  # noqa: F401
+            return
+        with torch_version_as(_MMRAZOR_PRETEND_TORCH):
+            import mmrazor.engine  # noqa: F401
+            import mmrazor.models  # noqa: F401
+    finally:
+        if sys.getrecursionlimit() != limit:
+            sys.setrecursionlimit(limit)
+            if RECURSION_MEASURE not in ACTIVE_MEASURES:
+                ACTIVE_MEASURES.append(RECURSION_MEASURE)
     ACTIVE_MEASURES.append(
         f'mmrazor imported with torch.__version__ read as {_MMRAZOR_PRETEND_TORCH} '
         '(its torch-1.13 quantization code skipped; distillation unaffected)')

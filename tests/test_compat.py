@@ -25,8 +25,10 @@ def test_mmrazor_distillation_parts_registered():
 
 
 def test_cwd_loss_computes_after_import():
+    from mmengine.registry import DefaultScope
     from mmrazor.registry import MODELS
-    cwd = MODELS.build(dict(type='ChannelWiseDivergence', tau=1.0, loss_weight=1.0))
+    with DefaultScope.overwrite_default_scope('mmrazor'):  # whatever scope a test left
+        cwd = MODELS.build(dict(type='ChannelWiseDivergence', tau=1.0, loss_weight=1.0))
     s, t = torch.randn(2, 4, 5, 5), torch.randn(2, 4, 5, 5)
     assert cwd(s, t).item() > 0
     assert cwd(t, t).item() == pytest.approx(0.0, abs=1e-6)
@@ -165,3 +167,16 @@ def test_crafted_checkpoint_refused_and_not_run(tmp_path, kind):
     expected = 'system' if kind == 'os.system' else 'eval'
     assert expected in str(info.value)
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_deep_input_is_a_recursion_error_not_a_crash():
+    """mmrazor raises the recursion limit to 2**20 when imported; deep JSON (an ONNX
+    file's metadata) then overflowed the C stack and killed the process."""
+    code = ('import sys, json, mmkd_yolo\n'
+            'assert sys.getrecursionlimit() < 2**20, sys.getrecursionlimit()\n'
+            'try:\n    json.loads("[" * 200000)\nexcept RecursionError:\n    print("named")')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == 'named', (out.returncode, out.stderr)
+    from mmkd_yolo.compat import ACTIVE_MEASURES, RECURSION_MEASURE
+    assert RECURSION_MEASURE in ACTIVE_MEASURES

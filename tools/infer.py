@@ -4,8 +4,10 @@
     python tools/infer.py MODEL.onnx IMAGE... --out DIR [--score-thr 0.3]
 
 IMAGE may be a file, a folder (its images) or a glob. Writes each image with its
-detections drawn (boxes, class names, scores) to DIR, and DIR/detections.json: per
-image, a list of {bbox: [x1, y1, x2, y2], score, label, class}.
+detections drawn (boxes, class names, scores) to DIR, under its path relative to the
+common folder of all the images (subfolders kept, so a/1.jpg and b/1.jpg give DIR/a/1.jpg
+and DIR/b/1.jpg), and DIR/detections.json: per input path, a list of
+{bbox: [x1, y1, x2, y2], score, label, class}.
 """
 import argparse
 import glob
@@ -22,8 +24,8 @@ IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def expand_images(specs):
-    """Files, folders and globs -> sorted image paths (an error for none)."""
-    paths = []
+    """Files, folders and globs -> image paths, each file once (an error for none)."""
+    paths, seen = [], set()
     for spec in specs:
         if osp.isdir(spec):
             found = [osp.join(spec, f) for f in sorted(os.listdir(spec))]
@@ -31,11 +33,21 @@ def expand_images(specs):
             found = [spec]
         else:
             found = sorted(glob.glob(spec, recursive=True))
-        paths += [p for p in found if p.lower().endswith(IMAGE_EXTS)]
+        for path in found:
+            if path.lower().endswith(IMAGE_EXTS) and osp.abspath(path) not in seen:
+                seen.add(osp.abspath(path))
+                paths.append(path)
     if not paths:
         raise DataError(f'no images found in {specs} (files, folders or globs of '
                         f'{"/".join(IMAGE_EXTS)}).')
     return paths
+
+
+def output_names(paths):
+    """Unique output names: each image's path relative to the images' common folder."""
+    absolute = [osp.abspath(p) for p in paths]
+    root = osp.commonpath([osp.dirname(p) for p in absolute])
+    return [osp.relpath(p, root) for p in absolute]
 
 
 def main():
@@ -62,6 +74,7 @@ def main():
     classes = model.dataset_meta['classes']
     os.makedirs(args.out, exist_ok=True)
     results = {}
+    names = dict(zip(paths, output_names(paths)))
     for i, (path, pred) in enumerate(detect(model, paths), 1):
         keep = pred.scores >= args.score_thr
         dets = [dict(bbox=[round(float(v), 2) for v in box], score=round(float(score), 4),
@@ -69,8 +82,10 @@ def main():
                 for box, score, label in zip(pred.bboxes[keep], pred.scores[keep],
                                              pred.labels[keep])]
         results[path] = dets
-        name = osp.basename(path)
-        draw_detections(path, dets, osp.join(args.out, name))
+        name = names[path]
+        out = osp.join(args.out, name)
+        os.makedirs(osp.dirname(out), exist_ok=True)
+        draw_detections(path, dets, out)
         print(f'[{i}/{len(paths)}] {name}: {len(dets)} detections')
     with open(osp.join(args.out, 'detections.json'), 'w') as f:
         json.dump(results, f, indent=1)

@@ -6,13 +6,13 @@ from typing import Dict, List, Optional, Union
 
 import torch
 from mmcv.cnn import fuse_conv_bn
-from mmengine.logging import MessageHub, MMLogger
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 from mmrazor.models import SingleTeacherDistill
 from mmrazor.models.utils import add_prefix
 
-from ..errors import ConfigError, NonFiniteLossError
+from ..errors import ConfigError
 from ..registry import MODELS
 from ..models.detector_cfg import resolve_detector_cfg
 from ..models.teacher_precision import (TEACHER_PRECISIONS, resolve_teacher_precision,
@@ -282,7 +282,6 @@ class YOLOv5Distill(SingleTeacherDistill):
             else:
                 losses[f'distill.{name}'] = value
         self._release_records()
-        self._check_finite(losses)
         return losses
 
     def _release_records(self) -> None:
@@ -295,25 +294,6 @@ class YOLOv5Distill(SingleTeacherDistill):
         for manager in (self.distiller.student_recorders, self.distiller.teacher_recorders):
             for recorder in manager.recorders.values():
                 recorder.reset_data_buffer()
-
-    def _check_finite(self, losses: LossResults) -> None:
-        """Stop at the first NaN/inf loss, naming it, rather than train on garbage.
-
-        One host-device sync per iteration (a single ``all()`` over all losses).
-        """
-        values = {k: v.detach().sum() for k, v in losses.items()}
-        if bool(torch.isfinite(torch.stack(list(values.values()))).all()):
-            self._last_finite = values
-            return
-        bad = [k for k, v in values.items() if not torch.isfinite(v)]
-        last = {k: round(float(v), 4) for k, v in getattr(self, '_last_finite', {}).items()}
-        iteration = MessageHub.get_current_instance().get_info('iter', 'unknown')
-        raise NonFiniteLossError(
-            f'iteration {iteration}: {", ".join(bad)} became '
-            f'{", ".join(str(float(values[k])) for k in bad)}. Last finite values: '
-            f'{last or "none (first iteration)"}. Lower the distillation loss_weight or the '
-            'learning rate, or check the teacher weights; resume from the last checkpoint '
-            'with --resume.')
 
 
 def _count(module: torch.nn.Module) -> str:

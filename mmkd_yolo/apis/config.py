@@ -78,28 +78,41 @@ def apply_teacher_args(cfg: Config, t_weights: Optional[str] = None,
         cfg.model.teacher_ckpt = t_weights
 
 
+def build_detector(model_cfg: dict, default_scope: str = 'mmyolo'):
+    """The detector of a model config (mmyolo's registry unless the config says)."""
+    from ..registry import MODELS
+    model_cfg = dict(model_cfg)
+    model_cfg.pop('init_cfg', None)
+    model_cfg.setdefault('_scope_', default_scope)
+    return MODELS.build(model_cfg)
+
+
 def apply_student_weights(cfg: Config, path: str) -> None:
     """``--weights``: initialise the student (or a plain model) from a checkpoint.
 
     Takes an Ultralytics YOLOv5 ``.pt`` (converted once, without running its pickle, and
-    cached), an mmyolo checkpoint or a distillation checkpoint (its student). Tensors are
-    matched by name and shape (a head for another class count is left to train, as
-    Ultralytics does when fine-tuning on new classes); mmengine logs what did not fit.
-    Set as the detector's ``init_cfg``, so ``--resume`` still takes the run's own state.
+    cached), an mmyolo checkpoint or a distillation checkpoint (its student, EMA weights):
+    :func:`mmkd_yolo.converters.read_detector_weights` decides which. Tensors are matched
+    by name and shape (the ``'init'`` policy: a head for another class count is left to
+    train, as Ultralytics does when fine-tuning on new classes; nothing fitting is an
+    error). Set as the detector's ``init_cfg``, so ``--resume`` still takes the run's own
+    state.
     """
-    from ..converters import is_ultralytics_checkpoint, load_or_convert
-    from ..fileio import load_checkpoint_file
+    from mmengine.logging import print_log
+
+    from ..converters import (detector_checkpoint_file, fit_detector_weights,
+                              read_detector_weights)
     if not osp.isfile(path):
         raise ConfigError(f'student weights {path!r} do not exist (--weights).')
-    if is_ultralytics_checkpoint(path):
-        ckpt, path = load_or_convert(path)
-    else:
-        ckpt = load_checkpoint_file(path, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
-    init = dict(type='Pretrained', checkpoint=path)
-    if any(str(k).startswith('architecture.') for k in state):
-        init['prefix'] = 'architecture.'  # a distillation checkpoint: its student
-    detector_cfgs(cfg)[0]['init_cfg'] = init
+    weights = read_detector_weights(path)
+    detector = detector_cfgs(cfg)[0]
+    own = build_detector(detector, cfg.get('default_scope') or 'mmyolo').state_dict()
+    report = fit_detector_weights(own, weights, 'init', 'the student (--weights)')
+    print_log(f'--weights: {weights.describe()}: {len(report.fit)}/{len(own)} tensors fit '
+              'by name and shape' + (f'; left to train: {len(report.missing)} '
+                                     f'(e.g. {report.missing[:3]})' if report.missing else ''),
+              'current')
+    detector['init_cfg'] = dict(type='Pretrained', checkpoint=detector_checkpoint_file(weights))
 
 
 def inner_dataset(loader_cfg: dict) -> dict:

@@ -3,8 +3,11 @@
 A detector is given as a config and a checkpoint (a distillation run's: its student; an
 mmyolo checkpoint; an Ultralytics YOLOv5 ``.pt``), or as an exported ``.onnx`` file,
 which carries its class names and its test protocol (the exporting config's test
-pipeline, evaluator and post-processing), so that ``onnx_test.py`` evaluates it exactly
-as ``tools/test.py`` evaluates the PyTorch model.
+pipeline, batching, evaluator, data preprocessor and post-processing) as JSON data, so
+that ``onnx_test.py`` evaluates it exactly as ``tools/test.py`` evaluates the PyTorch
+model on the same ``--data``. Opening a file runs nothing from it: its protocol is read
+with ``json.loads`` and admits only allow-listed types (:mod:`mmkd_yolo.deploy.protocol`);
+it stores no paths (the test set is given when testing).
 """
 from __future__ import annotations
 
@@ -22,31 +25,26 @@ from .data import apply_data_yaml
 TEST_KEYS = ('default_scope', 'test_dataloader', 'test_evaluator', 'test_cfg', 'env_cfg')
 
 
-def _student_state(checkpoint: str) -> dict:
-    """The detector weights of a checkpoint (a distillation checkpoint: its student)."""
-    from ..converters import extract_student, is_ultralytics_checkpoint, load_or_convert
-    from ..fileio import load_checkpoint_file
-    if not osp.isfile(checkpoint):
-        raise CheckpointError(f'checkpoint {checkpoint!r} does not exist.')
-    if is_ultralytics_checkpoint(checkpoint):
-        return load_or_convert(checkpoint)[0]['state_dict']
-    ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f'{checkpoint!r} holds no state dict.')
-    if any(str(k).startswith('architecture.') for k in state):
-        return extract_student(checkpoint)['state_dict']
-    return state
-
-
 def class_names(cfg: Config) -> List[str]:
-    """The class names the test set of ``cfg`` declares (its dataset's default if none)."""
-    from mmengine.registry import DATASETS, init_default_scope
+    """The class names the test set of ``cfg`` declares (its dataset's default if none).
+
+    The dataset type is looked up in the registry of its own scope (``_scope_``, else
+    the config's ``default_scope``): mmyolo's ``YOLOv5CocoDataset`` is not in the root.
+    """
+    from mmengine.registry import DATASETS, DefaultScope
     dataset = inner_dataset(cfg.test_dataloader)
     names = (dataset.get('metainfo') or {}).get('classes')
     if names is None:
-        init_default_scope(cfg.get('default_scope', 'mmyolo'))
-        names = DATASETS.get(dataset['type']).METAINFO['classes']
+        scope = dataset.get('_scope_') or cfg.get('default_scope') or 'mmyolo'
+        with DefaultScope.overwrite_default_scope(scope), \
+                DATASETS.switch_scope_and_registry(scope) as registry:
+            dataset_cls = registry.get(dataset['type'])
+        names = (getattr(dataset_cls, 'METAINFO', None) or {}).get('classes')
+        if names is None:
+            raise ConfigError(
+                f'the test dataset type {dataset["type"]!r} is not known in scope {scope!r} '
+                'or declares no classes: give the class names with --data data.yaml (or '
+                'metainfo=dict(classes=...) in the config).')
     return list(names)
 
 
@@ -78,16 +76,11 @@ def load_detector(config: str, checkpoint: str, data: Optional[str] = None,
     with warnings.catch_warnings():  # "checkpoint is None": the weights are loaded below
         warnings.filterwarnings('ignore', message='checkpoint is None')
         model = init_detector(test_cfg, None, device=device)
-    state = _student_state(checkpoint)
-    own = model.state_dict()
-    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state]
-    if missing or wrong:
-        raise CheckpointError(
-            f'{checkpoint!r} does not fit the detector of {config!r}: missing '
-            f'{missing[:5]}{"..." if len(missing) > 5 else ""}, other shapes {wrong[:5]}. '
-            'Give the config the checkpoint was trained with (and --data for its classes).')
-    model.load_state_dict({k: v for k, v in state.items() if k in own})
+    from ..converters import fit_detector_weights, read_detector_weights
+    weights = read_detector_weights(checkpoint)
+    report = fit_detector_weights(model.state_dict(), weights, 'evaluate',
+                                  f'the detector of {config!r}')
+    model.load_state_dict(report.fit)
     model.dataset_meta = dict(classes=class_names(test_cfg))
     return model.eval()
 
@@ -101,42 +94,100 @@ def export_detector_onnx(config: str, checkpoint: str, out: str, img_size: int =
         dict: ``inputs`` / ``outputs`` (name, shape) of the written graph.
     """
     from ..deploy import export_onnx
+    from ..deploy.protocol import protocol_from_cfg
     model = load_detector(config, checkpoint, data=data, img_size=img_size)
-    meta = dict(classes=model.dataset_meta['classes'], img_size=img_size, batch=batch,
-                dynamic=dynamic, nms=nms, checkpoint=osp.abspath(checkpoint),
-                config=model.cfg.pretty_text)
+    # data only, no paths: the test set is given to onnx_test.py (--data)
+    meta = dict(classes=[str(c) for c in model.dataset_meta['classes']], img_size=img_size,
+                batch=batch, dynamic=dynamic, nms=nms, protocol=protocol_from_cfg(model.cfg))
     return export_onnx(model, out, img_size=img_size, batch=batch, dynamic=dynamic, nms=nms,
                        meta=meta)
 
 
 def _onnx_meta(path: str) -> dict:
+    """The file's metadata, checked: JSON data with allow-listed types only."""
     from ..deploy import read_meta
+    from ..deploy.protocol import check_protocol
     if not osp.isfile(path):
         raise CheckpointError(f'ONNX model {path!r} does not exist.')
     meta = read_meta(path)
-    if 'config' not in meta:
+    if 'config' in meta:  # older exports: Python config text, which is never executed
+        raise CheckpointError(
+            f'{path!r} is an older export whose test protocol is Python config text; it '
+            'is refused and nothing from it was run (a model file must not run code). '
+            'Re-export the model with tools/deployment/export_onnx.py.')
+    if 'protocol' not in meta:
         raise CheckpointError(
             f'{path!r} carries no test protocol: export it with '
             'tools/deployment/export_onnx.py (other exporters do not store one).')
+    classes = meta.get('classes')
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, str) for c in classes)
+            or not all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool)
+                       and meta[k] > 0 for k in ('img_size', 'batch'))
+            or not isinstance(meta.get('dynamic'), bool)):
+        raise CheckpointError(
+            f'{path!r} carries malformed metadata (classes, img_size, batch, dynamic): '
+            'refused, nothing from it was run. Re-export it with '
+            'tools/deployment/export_onnx.py.')
+    check_protocol(meta['protocol'], repr(path))
     return meta
+
+
+def _set_test_data(cfg: Config, data: str) -> dict:
+    """``--data``: the val split of a ``data.yaml`` as the test set, as
+    :func:`~mmkd_yolo.apis.apply_data_yaml` sets it for ``tools/test.py``."""
+    from ..datasets import coco_json_for, load_data_yaml
+    info = load_data_yaml(data)
+    ann_file = coco_json_for(info['val'], info['names'])
+    inner_dataset(cfg.test_dataloader).update(
+        data_root='', ann_file=ann_file, data_prefix=dict(img=''),
+        metainfo=dict(classes=tuple(info['names'])))
+    evaluators = cfg.test_evaluator
+    for evaluator in (evaluators if isinstance(evaluators, list) else [evaluators]):
+        evaluator['ann_file'] = ann_file
+    return info
 
 
 def onnx_test_cfg(path: str, data: Optional[str] = None,
                   img_size: Optional[int] = None) -> Tuple[Config, dict]:
     """The exported model's test config, with an ``ONNXRuntimeDetector`` as its model.
 
-    The test pipeline, evaluator and post-processing are those of the exporting config.
-    A static graph only takes its own size, so its test images are letterboxed to it
-    (no per-batch rectangular shapes); a dynamic graph takes the config's protocol as
-    it is, at ``img_size`` if given.
+    The test pipeline, batching, evaluator, data preprocessor and post-processing are
+    those of the exporting config, read from the file as data (allow-listed types only;
+    nothing in the file runs). The file names no data set: ``data`` (a ``data.yaml``)
+    gives the test set, its val split; without it the config has no annotation file
+    (enough for inference, not for evaluation). A static graph only takes its own size,
+    so its test images are letterboxed to it (no per-batch rectangular shapes); a
+    dynamic graph takes the config's protocol as it is, at ``img_size`` if given.
 
     Returns:
         tuple: (config, the file's metadata).
+
+    Raises:
+        CheckpointError: The file is missing, carries no protocol, an older (Python)
+            one, or one with a type outside the allow-lists.
     """
     meta = _onnx_meta(path)
-    cfg = Config.fromstring(meta['config'], '.py')
+    try:
+        cfg = _onnx_protocol_cfg(path, meta, data, img_size)
+    except (CheckpointError, ConfigError, DataError):
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, AssertionError) as e:
+        # the protocol passed the type allow-list, but its values do not fit where they
+        # go (a pipeline entry that is not a mapping, a scale that is no size, ...)
+        raise CheckpointError(
+            f'{path!r} carries a malformed test protocol ({type(e).__name__}: '
+            f'{str(e)[:200]}): refused, nothing from it was run. Re-export the model with '
+            'tools/deployment/export_onnx.py.') from None
+    return cfg, meta
+
+
+def _onnx_protocol_cfg(path: str, meta: dict, data: Optional[str],
+                       img_size: Optional[int]) -> Config:
+    from ..deploy.protocol import protocol_to_cfg
+    cfg = protocol_to_cfg(meta['protocol'])
     if data:
-        info = apply_data_yaml(cfg, data, splits=('val', ))
+        info = _set_test_data(cfg, data)
         if info['nc'] != len(meta['classes']):
             raise DataError(
                 f'{data!r} has {info["nc"]} classes, the model {path!r} '
@@ -157,17 +208,31 @@ def onnx_test_cfg(path: str, data: Optional[str] = None,
     preprocessor = dict(det['data_preprocessor'], _scope_=cfg.get('default_scope', 'mmyolo'))
     cfg.model = dict(type='ONNXRuntimeDetector', _scope_='mmkd_yolo', onnx_file=path,
                      test_cfg=det['test_cfg'], data_preprocessor=preprocessor)
-    return cfg, meta
+    return cfg
+
+
+def build_onnx_detector(cfg: Config, path: str):
+    """The ``ONNXRuntimeDetector`` of :func:`onnx_test_cfg`'s config: onnxruntime session
+    and data preprocessor, built from the file's checked data."""
+    from mmengine.registry import DefaultScope
+
+    from ..registry import MODELS
+    try:
+        with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmyolo')):
+            return MODELS.build(cfg.model)
+    except (CheckpointError, ConfigError, DataError):
+        raise
+    except Exception as e:  # noqa: BLE001  (onnxruntime's and mmdet's many error types)
+        raise CheckpointError(
+            f'{path!r} cannot be loaded as a detector ({type(e).__name__}: '
+            f'{str(e)[:200]}): a damaged graph or a malformed data preprocessor. Re-export '
+            'the model with tools/deployment/export_onnx.py.') from None
 
 
 def load_onnx_detector(path: str):
     """An exported file as a detector for mmdet's ``inference_detector``."""
-    from mmengine.registry import init_default_scope
-
-    from ..registry import MODELS
     cfg, meta = onnx_test_cfg(path)
-    init_default_scope(cfg.get('default_scope', 'mmyolo'))
-    model = MODELS.build(cfg.model)
+    model = build_onnx_detector(cfg, path)
     model.cfg = cfg
     model.dataset_meta = dict(classes=meta['classes'])
     return model
@@ -175,12 +240,20 @@ def load_onnx_detector(path: str):
 
 def onnx_test_runner(path: str, data: Optional[str] = None, img_size: Optional[int] = None,
                      work_dir: Optional[str] = None):
-    """A Runner that evaluates an exported model as ``tools/test.py`` does a checkpoint."""
+    """A Runner that evaluates an exported model as ``tools/test.py`` does a checkpoint.
+
+    ``data`` (a ``data.yaml``: its val split) is required: the file stores no data set.
+    """
     from mmengine.runner import Runner
     cfg, _ = onnx_test_cfg(path, data, img_size)
+    if not data:
+        raise DataError(
+            f'{path!r} names no test set (an exported file stores no data paths): pass '
+            '--data DATA_YAML, an Ultralytics data.yaml whose val split is evaluated, e.g. '
+            f'python tools/deployment/onnx_test.py {path} --data my_data/data.yaml')
     cfg.work_dir = work_dir or osp.join('work_dirs', 'onnx_test',
                                         osp.splitext(osp.basename(path))[0])
-    return Runner(model=cfg.model, work_dir=cfg.work_dir,
+    return Runner(model=build_onnx_detector(cfg, path), work_dir=cfg.work_dir,
                   test_dataloader=cfg.test_dataloader, test_evaluator=cfg.test_evaluator,
                   test_cfg=cfg.get('test_cfg', dict(type='TestLoop')),
                   default_scope=cfg.get('default_scope', 'mmyolo'),
@@ -195,5 +268,9 @@ def detect(model, images: List[str]):
         tuple: (image path, ``InstanceData`` with bboxes, scores, labels).
     """
     from mmdet.apis import inference_detector
+    from mmengine.registry import DefaultScope
     for path in images:
-        yield path, inference_detector(model, path).pred_instances
+        # the test pipeline's transforms are in the model config's scope (mmyolo's)
+        with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmyolo')):
+            result = inference_detector(model, path)
+        yield path, result.pred_instances

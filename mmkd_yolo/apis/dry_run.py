@@ -50,6 +50,19 @@ def generated_batch(img_size: int, batch_size: int, num_classes: int) -> dict:
     return dict(inputs=inputs, data_samples=dict(bboxes_labels=torch.tensor(rows)))
 
 
+def distill_schedule(cfg: Config) -> str:
+    """Which epochs of ``cfg``'s training distil, as the training log will say it."""
+    from ..engine import StopDistillLastEpochsHook
+    max_epochs = cfg.get('train_cfg', {}).get('max_epochs')
+    if max_epochs is None:
+        return 'distillation schedule: not epoch-based (no train_cfg.max_epochs)'
+    for hook in cfg.get('custom_hooks', []):
+        if hook.get('type', '').split('.')[-1] == 'StopDistillLastEpochsHook':
+            args = {k: v for k, v in hook.items() if k not in ('type', 'priority')}
+            return StopDistillLastEpochsHook(**args).schedule(max_epochs)[1]
+    return f'distilling epochs 1-{max_epochs} of {max_epochs} (no StopDistillLastEpochsHook)'
+
+
 def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
     """Build ``cfg.model``, run one loss forward and backward, and describe everything.
 
@@ -73,12 +86,17 @@ def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
     nc = model.student.bbox_head.num_classes
     data = model.data_preprocessor(generated_batch(img_size, batch_size, nc), True)
     losses = model(**data, mode='loss')
+    bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
+    if bad:
+        from ..errors import NonFiniteLossError
+        raise NonFiniteLossError(f'on a generated batch, {", ".join(bad)} are not finite: '
+                                 'check loss weights and teacher weights.')
     total, _ = model.parse_losses(losses)
     total.backward()
     x = data['inputs']
     lines = [f'config built in {built:.1f}s; one batch of {batch_size} generated '
              f'{img_size}x{img_size} images, loss forward + backward in '
-             f'{time.time() - start - built:.1f}s']
+             f'{time.time() - start - built:.1f}s', distill_schedule(cfg)]
     # what the recorders record on this batch (loss() releases its records once used)
     with torch.no_grad():
         model.teacher_forward(x)

@@ -81,6 +81,12 @@ def prepare_train_cfg(config: str,
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     _set_resume(cfg, resume)
+    hooks = cfg.setdefault('custom_hooks', [])
+    if not any(h.get('type', '').split('.')[-1] == 'NonFiniteLossHook' for h in hooks):
+        hooks.append(dict(type='mmkd_yolo.NonFiniteLossHook'))  # plain runs too
+    scheduler = cfg.get('default_hooks', {}).get('param_scheduler')
+    if scheduler and scheduler.get('type', '').split('.')[-1] == 'YOLOv5ParamSchedulerHook':
+        scheduler['type'] = 'mmkd_yolo.ScaledWarmupParamSchedulerHook'  # short runs warm up
     ckpt_hook = cfg.get('default_hooks', {}).get('checkpoint')
     if ckpt_hook and ckpt_hook.get('type', '').endswith('CheckpointHook') and not (
             ckpt_hook.get('backend_args') or ckpt_hook.get('file_client_args')):

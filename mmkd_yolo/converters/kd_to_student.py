@@ -1,11 +1,10 @@
 """A distillation checkpoint -> a plain mmyolo checkpoint of its student."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, Dict
 
-from ..fileio import load_checkpoint_file
 from ..errors import CheckpointError
+from .detector_weights import read_detector_weights
 
 
 def extract_student(path: str, use_ema: bool = True) -> Dict[str, Any]:
@@ -19,21 +18,10 @@ def extract_student(path: str, use_ema: bool = True) -> Dict[str, Any]:
     Returns:
         dict: ``state_dict`` (mmyolo ``YOLODetector`` names) and ``meta``.
     """
-    ckpt = load_checkpoint_file(path, map_location='cpu')
-    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
-        raise CheckpointError(f'{path!r} has no state_dict: not an mmengine checkpoint.')
-    # mmengine's EMAHook saves the EMA weights under state_dict and the raw ones under
-    # ema_state_dict (swapped), so 'state_dict' is already the EMA model when there is one.
-    source = ckpt['state_dict']
-    if not use_ema and 'ema_state_dict' in ckpt:
-        source = {k[len('module.'):]: v for k, v in ckpt['ema_state_dict'].items()
-                  if k.startswith('module.')}
-    prefix = 'architecture.'
-    state = OrderedDict((k[len(prefix):], v) for k, v in source.items() if k.startswith(prefix))
-    if not state:
+    weights = read_detector_weights(path, use_ema=use_ema)
+    if weights.kind != 'distillation':
         raise CheckpointError(
             f'{path!r} holds no student (no "architecture." weights): it is not a '
             'distillation checkpoint. A plain mmyolo checkpoint needs no conversion.')
-    meta = dict(ckpt.get('meta', {}))
-    meta['distilled_from'] = path
-    return dict(state_dict=state, meta=meta)
+    meta = dict(weights.meta, distilled_from=path, ema=weights.ema)
+    return dict(state_dict=weights.state_dict, meta=meta)

@@ -7,13 +7,14 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .yolov5_export_model import YOLOv5ExportModel
 
 #: The ONNX opset of the exported graphs (NonMaxSuppression needs >= 11; 17 is what
 #: onnxruntime >= 1.11 and TensorRT >= 8.5 run).
 OPSET = 17
-#: metadata_props key of the test protocol stored in the file (a config's text).
+#: metadata_props key of what is stored in the file: JSON data (class names, graph
+#: settings, the test protocol of :mod:`.protocol`), never code.
 META_KEY = 'mmkd_yolo'
 
 
@@ -31,8 +32,8 @@ def export_onnx(detector: nn.Module, out: str, img_size: int = 640, batch: int =
             tracing size).
         nms (dict, optional): End-to-end graph with ONNX NonMaxSuppression
             (``iou_threshold``, ``score_threshold``, ``max_per_class``).
-        meta (dict, optional): JSON-able facts stored in the file's metadata
-            (``META_KEY``): class names, the test protocol.
+        meta (dict, optional): JSON data stored in the file's metadata (``META_KEY``):
+            class names, the test protocol.
 
     Returns:
         dict: ``inputs`` and ``outputs``, each a list of (name, shape) with dynamic
@@ -80,10 +81,22 @@ def graph_signature(proto) -> Dict[str, list]:
 
 
 def read_meta(path: str) -> dict:
-    """The ``META_KEY`` metadata of an exported file ({} if absent)."""
+    """The ``META_KEY`` metadata of an exported file ({} if absent), read as JSON data
+    (``json.loads``: nothing in it runs)."""
     import onnx
-    proto = onnx.load(path, load_external_data=False)
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception as e:  # noqa: BLE001  (protobuf's errors have no common base)
+        raise CheckpointError(f'{path!r} is not a readable ONNX file: {e}') from None
     for entry in proto.metadata_props:
         if entry.key == META_KEY:
-            return json.loads(entry.value)
+            try:
+                meta = json.loads(entry.value)
+            except (ValueError, RecursionError) as e:  # also nested too deep
+                raise CheckpointError(f'{path!r} carries malformed metadata '
+                                      f'({type(e).__name__}: {str(e)[:200]}): refused.') from None
+            if not isinstance(meta, dict):
+                raise CheckpointError(f'{path!r} carries malformed metadata (not a '
+                                      'mapping): refused.')
+            return meta
     return {}

@@ -9,6 +9,8 @@ from typing import List, Optional
 
 from mmengine.logging import print_log
 
+from .atomic_local_backend import remove_stale_tmp
+
 
 def is_complete_checkpoint(path: str) -> bool:
     """Whether ``path`` is a whole torch zip checkpoint (a truncated one has no
@@ -40,7 +42,12 @@ def checkpoint_candidates(work_dir: str) -> List[str]:
 
 
 def find_resume_checkpoint(work_dir: str) -> Optional[str]:
-    """The newest complete checkpoint of ``work_dir``, skipping (and naming) broken ones."""
+    """The newest complete checkpoint of ``work_dir``, skipping (and naming) broken ones.
+
+    Also deletes the temporary files a killed save left behind (``*.tmp.<pid>``).
+    """
+    for path in remove_stale_tmp(work_dir):
+        print_log(f'removed {path}: left by a save that was interrupted', 'current')
     for path in checkpoint_candidates(work_dir):
         if osp.isfile(path) and is_complete_checkpoint(path):
             return path

@@ -94,6 +94,53 @@ def safe_globals() -> list:
                 (obj, f'{mod}.{name}') for (mod, name), obj in data_globals().items()]
 
 
+#: Deflate's largest ratio: a compressed zip member cannot truly hold more than this
+#: many bytes per stored byte. (torch writes its records uncompressed.)
+_MAX_DEFLATE_RATIO = 1032
+
+
+def check_archive(filename: str) -> None:
+    """Refuse a zip checkpoint whose directory declares more data than the file holds.
+
+    torch's zip reader allocates each record at the size the archive's directory
+    declares before reading it: a 1.5 kB file claiming a 4 GiB record cost 8 GiB of
+    memory and over 15 s of copying, and only then failed. The directory is read here first
+    (Python's ``zipfile`` reads it, not the records). Files that are not zips (torch's
+    legacy format, or no checkpoint at all) are left to ``torch.load``.
+
+    Raises:
+        CheckpointError: The archive's directory is unreadable or declares a record
+            larger than the file could hold.
+    """
+    import zipfile
+    try:
+        with open(filename, 'rb') as f:
+            if f.read(4) != b'PK\x03\x04':  # what torch.load takes for a zip checkpoint
+                return
+            size = f.seek(0, 2)
+    except OSError:  # missing or unreadable: the caller's load says so
+        return
+    try:
+        with zipfile.ZipFile(filename) as archive:
+            infos = archive.infolist()
+    except Exception as e:  # noqa: BLE001  zipfile raises many types for a damaged directory
+        # (BadZipFile, NotImplementedError for an unknown zip version, struct.error, ...)
+        raise CheckpointError(
+            f'{filename!r} is not a checkpoint torch can read (its zip directory is '
+            f'unreadable: {_first_line(e)}). It may be truncated; use another file.') from None
+    for info in infos:
+        stored = info.compress_type == zipfile.ZIP_STORED
+        limit = size if stored else min(info.compress_size, size) * _MAX_DEFLATE_RATIO
+        if info.file_size > limit or info.compress_size > size or (
+                stored and info.file_size != info.compress_size):
+            raise CheckpointError(
+                f'{filename!r} is not a checkpoint torch can read: its record '
+                f'{info.filename!r} declares {info.file_size} bytes ({info.compress_size} '
+                f'stored) in a file of {size} bytes. It was not read (that would allocate '
+                'what the file merely declares); the file is damaged or crafted: use '
+                'another one.')
+
+
 def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
     """Load a local checkpoint with ``weights_only=True`` and the allow-list.
 
@@ -105,7 +152,8 @@ def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
         The unpickled checkpoint (usually a dict).
 
     Raises:
-        CheckpointError: The file is missing or is not a checkpoint torch can read.
+        CheckpointError: The file is missing or is not a checkpoint torch can read (or
+            declares more data than it holds, :func:`check_archive`).
         UnsafeCheckpointError: The pickle names a callable outside the allow-list (e.g.
             ``os.system``): it is not a plain checkpoint and is not loaded.
     """
@@ -114,6 +162,7 @@ def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
         raise CheckpointError(
             f'checkpoint {filename!r} does not exist. Check the path '
             '(load_from / --resume / --weights / teacher weights).')
+    check_archive(filename)
     try:
         with torch.serialization.safe_globals(safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
@@ -124,7 +173,15 @@ def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
                 f'{filename!r} is not a checkpoint torch can read ({_first_line(e)}). '
                 'It may be truncated or of another format; use another file.') from None
         names = re.findall(r'GLOBAL ([\w.]+)', msg) or re.findall(
-            r'global[s]? [`\']?([\w.]+)', msg) or ['an unknown callable']
+            r'global[s]? [`\']?([\w.]+)', msg)
+        if not names:
+            # torch reports a damaged pickle (e.g. "Unsupported operand 80") with the same
+            # words as a refused global: without a name in it, nothing unsafe was seen
+            found = re.search(r'WeightsUnpickler error:\s*([^\n]+)', msg)
+            raise CheckpointError(
+                f'{filename!r} is not a checkpoint torch can read (its pickle is damaged: '
+                f'{found.group(1).strip() if found else "unreadable"}). It may be truncated '
+                'or of another format; use another file.') from None
         raise UnsafeCheckpointError(
             f'{filename!r} is not a plain checkpoint: its pickle names '
             f'{names[0]!r}, which is not a tensor, container or known checkpoint type. '
@@ -227,6 +284,7 @@ def restricted_load(path: str) -> Any:
         UnsafeCheckpointError: The pickle names a callable outside the allow-list.
         CheckpointError: The file is missing or not a torch file.
     """
+    check_archive(path)
     try:
         # weights_only=False only lets torch use our pickle_module: torch's unpickler then
         # subclasses RestrictedUnpickler, so every global still goes through find_class.

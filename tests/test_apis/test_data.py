@@ -22,3 +22,24 @@ def test_apply_sets_datasets_and_class_counts(tmp_path, monkeypatch):
     assert cfg.train_dataloader.dataset.metainfo.classes == ('cat', 'dog')
     assert cfg.val_evaluator.ann_file == cfg.val_dataloader.dataset.ann_file
     assert osp.isfile(cfg.train_dataloader.dataset.ann_file)
+
+
+@pytest.mark.parametrize('text', [
+    'names: [cat, dog]\n',  # no train / val
+    'train: images\nval: images\nnc: {a: 2}\n',
+    'train: [1, 2]\nval: images\nnames: [a]\n',
+    'train: images\nval: images\nnc: 0\nnames: []\n',
+])
+def test_malformed_data_yaml_is_a_data_error_and_config_untouched(tmp_path, monkeypatch,
+                                                                  text):
+    # found by tests/test_fuzz_inputs.py: a raw TypeError (nc: {a: 2}, train: [1, 2]) or,
+    # for nc: 0, a config set to zero classes
+    from mmkd_yolo.errors import DataError
+    monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
+    make_yolo_tree(tmp_path, {'a': '0 0.5 0.5 0.5 0.5\n'})
+    (tmp_path / 'data.yaml').write_text(text)
+    cfg = load_config(KD_OUT_S2N)
+    before = cfg.pretty_text
+    with pytest.raises(DataError, match='data.yaml'):
+        apply_data_yaml(cfg, str(tmp_path / 'data.yaml'))
+    assert cfg.pretty_text == before

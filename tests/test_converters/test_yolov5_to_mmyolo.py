@@ -3,90 +3,24 @@ import os
 import os.path as osp
 import subprocess
 import sys
-import types
 
 import pytest
 import torch
 from torch import nn
 
 from mmkd_yolo.converters import convert_yolov5_checkpoint, is_ultralytics_checkpoint
-from mmkd_yolo.converters.yolov5_to_mmyolo import _mmyolo_key_map
 from mmkd_yolo.errors import CheckpointError, UnsafeCheckpointError
 from mmkd_yolo.registry import MODELS
 from mmkd_yolo.models.detector_cfg import load_detector_cfg
 
 from ..conftest import REPO, STUDENT_N
-
-LAYER_CLASSES = {  # Ultralytics YOLOv5 v6+ P5 layer types by index
-    **{i: 'Conv' for i in (0, 1, 3, 5, 7, 10, 14, 18, 21)},
-    **{i: 'C3' for i in (2, 4, 6, 8, 13, 17, 20, 23)},
-    9: 'SPPF', 11: 'Upsample', 12: 'Concat', 15: 'Upsample', 16: 'Concat', 19: 'Concat',
-    22: 'Concat', 24: 'Detect'}
-STRIDES = torch.tensor([8., 16., 32.])
-ANCHORS = torch.tensor([[(10, 13), (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)],
-                        [(116, 90), (156, 198), (373, 326)]], dtype=torch.float32)
-
-
-def to_ultralytics(key, inverse):
-    for mm_prefix in sorted(inverse, key=len, reverse=True):
-        if key.startswith(mm_prefix + '.'):
-            rest = key[len(mm_prefix):]
-            if '.blocks.' in rest:
-                rest = rest.replace('.blocks.', '.m.').replace('.conv1', '.cv1')
-                rest = rest.replace('.conv2', '.cv2')
-            else:
-                rest = rest.replace('.main_conv', '.cv1').replace('.short_conv', '.cv2')
-                rest = rest.replace('.final_conv', '.cv3')
-            return inverse[mm_prefix] + rest
-    raise KeyError(key)
+from ..helpers.ultralytics_pt import build_ultralytics_model, fake_yolov5_modules
 
 
 @pytest.fixture
-def fake_yolov5_tree(monkeypatch):
-    """Importable stand-ins for the YOLOv5 repo's modules, only while saving."""
-    classes = {}
-    for mod_name, names in (('models.common', ('Conv', 'C3', 'Bottleneck', 'SPPF', 'Concat')),
-                            ('models.yolo', ('Model', 'Detect'))):
-        mod = types.ModuleType(mod_name)
-        for name in names:
-            cls = type(name, (nn.Module, ), {'__module__': mod_name})
-            setattr(mod, name, cls)
-            classes[name] = cls
-        monkeypatch.setitem(sys.modules, mod_name, mod)
-    monkeypatch.setitem(sys.modules, 'models', types.ModuleType('models'))
-    return classes
-
-
-def build_ultralytics_model(classes, mm_state, nc):
-    inverse = {v: k for k, v in _mmyolo_key_map().items()}
-    root = classes['Model']()
-    root.model = nn.Sequential(*[
-        classes[LAYER_CLASSES[i]]() if LAYER_CLASSES[i] in classes else nn.Upsample()
-        for i in range(25)])
-    for key, value in mm_state.items():
-        path = to_ultralytics(key, inverse).split('.')
-        module = root
-        for i, part in enumerate(path[:-1]):
-            if not hasattr(module, part):
-                inner = {'conv': nn.Conv2d(1, 1, 1, bias=False), 'bn': nn.BatchNorm2d(1)}.get(part)
-                if path[i - 1] == 'm' and path[i - 2] != '24':
-                    inner = classes['Bottleneck']()
-                module.add_module(part, inner if inner is not None else nn.Sequential())
-            module = getattr(module, part)
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            module._parameters.pop(path[-1], None)
-            if 'running' in path[-1]:
-                module.register_buffer(path[-1], value.clone().half())
-            else:
-                module.register_parameter(path[-1], nn.Parameter(value.clone().half()))
-        else:
-            module.register_buffer(path[-1], value.clone())
-    detect = root.model[24]
-    detect.register_buffer('anchors', (ANCHORS / STRIDES.view(-1, 1, 1)).half())
-    detect.nc, detect.stride = nc, STRIDES
-    root.yaml = dict(nc=nc, depth_multiple=0.33, width_multiple=0.25)
-    root.names = [f'thing{i}' for i in range(nc)]
-    return root
+def fake_yolov5_tree():
+    with fake_yolov5_modules() as classes:
+        yield classes
 
 
 @pytest.fixture
@@ -214,13 +148,82 @@ def test_teacher_from_ultralytics_pt(synthetic_pt, tmp_path, monkeypatch):
 
 
 def test_test_cfg_takes_ultralytics_pt(synthetic_pt, monkeypatch, tmp_path):
-    """tools/test.py and export_onnx.py take an Ultralytics .pt as they take a converted one."""
+    """tools/test.py and export_onnx.py take an Ultralytics .pt as they take a converted
+    one, through the one reader; a config for other classes is refused, not half-loaded."""
     from mmkd_yolo.apis import prepare_test_cfg
-    from mmkd_yolo.apis.deploy import _student_state
+    from mmkd_yolo.converters import read_detector_weights
     monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
     path, mm_model = synthetic_pt
-    cfg = prepare_test_cfg(STUDENT_N, path, work_dir=str(tmp_path / 'w'))
+    three = {'model.bbox_head.head_module.num_classes': 3}  # the checkpoint's
+    cfg = prepare_test_cfg(STUDENT_N, path, work_dir=str(tmp_path / 'w'), cfg_options=three)
     assert cfg.load_from != path and osp.isfile(cfg.load_from)
     state = torch.load(cfg.load_from, weights_only=True)['state_dict']
     assert set(state) == set(mm_model.state_dict())
-    assert set(_student_state(path)) == set(state)
+    weights = read_detector_weights(path)
+    assert weights.kind == 'ultralytics' and set(weights.state_dict) == set(state)
+    with pytest.raises(CheckpointError, match='does not fit the detector of.*of other shape'):
+        prepare_test_cfg(STUDENT_N, path, work_dir=str(tmp_path / 'w'))  # 8 classes
+
+# --- malformed model trees found by tests/test_fuzz_inputs.py: CheckpointError, quickly ----
+
+
+def _broken_tree(edit):
+    from ..helpers.fuzz_inputs import module_node, ultralytics_skeleton
+    model = ultralytics_skeleton()
+    edit(model, model._modules['model']._modules, module_node)
+    return model
+
+
+def _shared_chain(model, layers, node):  # 2^60 paths through 60 modules
+    chain = node('Conv', params={'w': torch.zeros(1)})
+    for _ in range(60):
+        chain = node('Conv', modules={'a': chain, 'b': chain})
+    layers['11'] = chain
+
+
+@pytest.mark.parametrize('edit,match', [
+    (lambda model, layers, node: layers['3']._modules.update(loop=model),
+     'more than 10000 modules or is nested deeper'),  # was a RecursionError
+    (_shared_chain, 'more than 10000 modules'),  # was a hang
+    (lambda model, layers, node: layers.update({'25': layers.pop('24'), '24': node('Conv')}),
+     r'26 layers'),  # the head at model.25: was KeyError: 'model.24.anchors'
+    (lambda model, layers, node: layers.update({'24x': layers.pop('24'), '24': layers['23']}),
+     'not a YOLOv5 Detect head'),
+    (lambda model, layers, node: layers['1']._modules.update(extra=node('Conv', params={
+        'weight': torch.zeros(1)})) or layers.update({'0': node('Conv')}),
+     'no stem convolution'),  # was KeyError: 'backbone.stem.conv.weight'
+    (lambda model, layers, node: layers['0']._modules['conv']._parameters.update(
+        weight=torch.zeros(1).expand(2**40)), 'declares 1099511627776 elements'),
+    (lambda model, layers, node: setattr(layers['24'], 'nc', 10**20), 'nc=10'),
+    (lambda model, layers, node: setattr(model, 'names', [['cat'] * 3] * 3),
+     'class names are not a list of names'),
+    (lambda model, layers, node: setattr(layers['5'], '_parameters', [1, 2]),
+     'not a mapping of names'),  # was AttributeError: 'list' object has no attribute 'items'
+    (lambda model, layers, node: setattr(layers['5'], '_buffers', {'b': 'text'}),
+     'is a str, not a tensor'),
+    (lambda model, layers, node: setattr(layers['24'], 'stride', 'abc'),
+     'strides are str'),
+])
+
+
+def test_malformed_ultralytics_tree_is_a_checkpoint_error(tmp_path, edit, match):
+    import time
+
+    from ..helpers.fuzz_inputs import fake_yolov5_modules
+    with fake_yolov5_modules():
+        path = tmp_path / 'broken.pt'
+        torch.save(dict(model=_broken_tree(edit), ema=None), path)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match=match):
+        convert_yolov5_checkpoint(str(path))
+    assert time.perf_counter() - start < 10
+
+
+def test_intact_skeleton_converts(tmp_path):
+    # the tree the cases above break: converted as it is
+    from ..helpers.fuzz_inputs import fake_yolov5_modules
+    with fake_yolov5_modules():
+        path = tmp_path / 'ok.pt'
+        torch.save(dict(model=_broken_tree(lambda *a: None), ema=None), path)
+    meta = convert_yolov5_checkpoint(str(path))['meta']
+    assert meta['num_classes'] == 2 and meta['class_names'] == ['cat', 'dog']

@@ -1,4 +1,7 @@
-"""ONNX export: mmyolo's decoding, onnxruntime parity, NMS graph, the same predictions."""
+"""ONNX export: mmyolo's decoding, onnxruntime parity, NMS graph, the same predictions;
+a model file is data (nothing in it runs) and stores no paths."""
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -6,13 +9,15 @@ import torch
 from mmengine.config import Config
 
 from mmkd_yolo.apis.deploy import (detect, export_detector_onnx, load_detector,
-                                   load_onnx_detector, onnx_test_cfg)
-from mmkd_yolo.deploy import YOLOv5ExportModel
-from mmkd_yolo.errors import CheckpointError, ConfigError
+                                   load_onnx_detector, onnx_test_cfg, onnx_test_runner)
+from mmkd_yolo.deploy import YOLOv5ExportModel, read_meta
+from mmkd_yolo.deploy.onnx_export import META_KEY
+from mmkd_yolo.errors import CheckpointError, ConfigError, DataError
 from mmkd_yolo.models.detector_cfg import load_detector_cfg
 from mmkd_yolo.registry import MODELS
 
 from ..conftest import STUDENT_N
+from ..test_datasets.test_yolo_data import make_yolo_tree
 
 
 @pytest.fixture(scope='module')
@@ -150,3 +155,105 @@ def test_bad_inputs_are_named(checkpoint, tmp_path):
     torch.save({'state_dict': MODELS.build(other).state_dict()}, wrong)
     with pytest.raises(CheckpointError, match='does not fit the detector'):
         load_detector(STUDENT_N, str(wrong))
+
+
+def _with_meta(src, dst, meta):
+    """A copy of the ONNX file ``src`` whose metadata is ``meta`` (as JSON)."""
+    proto = onnx.load(src)
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    onnx.save(proto, dst)
+    return str(dst)
+
+
+def test_model_file_runs_nothing(checkpoint, tmp_path, monkeypatch):
+    """Opening a model file runs nothing from it: an older file's Python config (code,
+    custom_imports) is refused unread, and a JSON protocol naming a type outside the
+    allow-lists (a transform, an eval()-ed NMS name, custom_imports) is refused."""
+    marker, imported = tmp_path / 'config_ran', tmp_path / 'module_imported'
+    (tmp_path / 'evil_onnx_module.py').write_text(
+        f'open({str(imported)!r}, "w").write("imported")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    good = str(tmp_path / 'good.onnx')
+    export_detector_onnx(STUDENT_N, checkpoint, good, img_size=64)
+
+    # an older export: its protocol as Python config text, which would run on reading
+    old = dict(classes=['a', 'b'], img_size=64, batch=1, dynamic=False, nms=None,
+               config=(f'_ = open({str(marker)!r}, "w").write("ran")\n'
+                       "custom_imports = dict(imports=['evil_onnx_module'])\n"))
+    old_file = _with_meta(good, tmp_path / 'old.onnx', old)
+    for load in (onnx_test_cfg, load_onnx_detector):
+        with pytest.raises(CheckpointError, match='(?s)nothing from it was run.*Re-export'):
+            load(old_file)
+    assert not marker.exists() and not imported.exists()
+
+    meta = read_meta(good)
+
+    def crafted(name, edit):
+        protocol = json.loads(json.dumps(meta['protocol']))
+        edit(protocol)
+        return _with_meta(good, tmp_path / f'{name}.onnx', dict(meta, protocol=protocol))
+
+    shell = f"__import__('os').system('touch {marker}')"
+    cases = [
+        (crafted('transform', lambda p: p['dataset']['pipeline'][1].update(type='EvilResize')),
+         "unknown transform type 'EvilResize'"),
+        (crafted('scoped', lambda p: p['dataset']['pipeline'][0].update(
+            type='evil.LoadImageFromFile')), "unknown transform type 'evil.LoadImageFromFile'"),
+        (crafted('nms', lambda p: p['test_cfg']['nms'].update(type=shell)),
+         'unknown NMS type'),
+        (crafted('metric', lambda p: p['evaluator'].update(type='EvilMetric')),
+         "unknown metric type 'EvilMetric'"),
+        (crafted('nested', lambda p: p['data_preprocessor'].update(
+            batch_augments=[dict(type='EvilAugment')])), "unknown type 'EvilAugment'"),
+        (crafted('imports', lambda p: p.update(
+            custom_imports=dict(imports=['evil_onnx_module']))), 'unknown entries'),
+    ]
+    for path, message in cases:
+        for load in (onnx_test_cfg, load_onnx_detector):
+            with pytest.raises(CheckpointError, match='nothing from the file was run') as e:
+                load(path)
+            assert message in str(e.value), (path, str(e.value))
+    assert not marker.exists() and not imported.exists()
+    load_onnx_detector(good)  # the untouched protocol loads
+
+
+def test_exported_file_stores_no_paths(tmp_path, tmp_path_factory, monkeypatch):
+    """No path of the exporting machine (checkpoint, data.yaml, annotation cache) is in
+    the file; the test set is given when testing (--data) and evaluates as before."""
+    monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
+    data = make_yolo_tree(tmp_path / 'data', {'a': '0 0.5 0.5 0.5 0.5\n',
+                                              'b': '1 0.3 0.3 0.2 0.4\n'})
+    other = load_detector_cfg(STUDENT_N)
+    other.bbox_head.head_module.num_classes = 2
+    ckpt = tmp_path / 'two.pth'
+    torch.save({'state_dict': MODELS.build(other).state_dict()}, ckpt)
+    out = str(tmp_path / 'two.onnx')
+    export_detector_onnx(STUDENT_N, str(ckpt), out, img_size=64, dynamic=True, data=data)
+    meta = read_meta(out)
+    assert meta['classes'] == ['cat', 'dog']
+    assert 'config' not in meta and 'checkpoint' not in meta
+    roots = {str(tmp_path_factory.getbasetemp()), str(tmp_path)}
+
+    def strings(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield k
+                yield from strings(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from strings(v)
+        elif isinstance(node, str):
+            yield node
+    found = list(strings(meta))
+    assert found
+    bad = [s for s in found if s.startswith('/') or any(r in s for r in roots)
+           or s.endswith(('.json', '.pth', '.yaml'))]
+    assert not bad, bad
+    with pytest.raises(DataError, match='pass --data DATA_YAML'):
+        onnx_test_runner(out, work_dir=str(tmp_path / 'w'))
+    cfg, _ = onnx_test_cfg(out, data=data)
+    dataset = cfg.test_dataloader.dataset
+    assert dataset.ann_file == cfg.test_evaluator.ann_file and dataset.ann_file.endswith('.json')
+    assert dataset.metainfo.classes == ('cat', 'dog')

@@ -1,36 +1,76 @@
-"""StopDistillLastEpochsHook: the stop epoch follows the run's real length."""
+"""StopDistillLastEpochsHook: the stop follows the run's real length, scaled to it."""
 from types import SimpleNamespace
 
 import pytest
-from mmengine.logging import MMLogger
+from mmengine.logging import HistoryBuffer
 
 from mmkd_yolo.engine import StopDistillLastEpochsHook
 
 
+class ListLogger:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, line):
+        self.lines.append(line)
+
+
 def fake_runner(max_epochs):
     model = SimpleNamespace(distillation_stopped=False)
-    return SimpleNamespace(max_epochs=max_epochs, epoch=0, model=model,
-                           logger=MMLogger.get_instance('stop_hook_test'))
+    hub = SimpleNamespace(log_scalars={
+        'train/student.loss_cls': HistoryBuffer(), 'train/distill.loss_out_box': HistoryBuffer(),
+        'train/distill.loss_out_obj': HistoryBuffer(), 'train/lr': HistoryBuffer()})
+    return SimpleNamespace(max_epochs=max_epochs, epoch=0, model=model, logger=ListLogger(),
+                           message_hub=hub)
 
 
-@pytest.mark.parametrize('max_epochs,stop', [(40, 35), (30, 25), (3, -2)])
-def test_stops_the_last_epochs(max_epochs, stop):
-    runner = fake_runner(max_epochs)
-    hook = StopDistillLastEpochsHook(num_last_epochs=5)
+def run_epochs(hook, runner):
     hook.before_train(runner)
-    assert hook.stop_epoch == stop
-    for epoch in range(max_epochs):
+    distilled = []
+    for epoch in range(runner.max_epochs):
         runner.epoch = epoch
         hook.before_train_epoch(runner)
-        assert runner.model.distillation_stopped == (epoch >= stop), epoch
+        distilled.append(not runner.model.distillation_stopped)
+    return distilled
 
 
-def test_zero_never_stops_and_negative_refused():
+@pytest.mark.parametrize('num_last,fraction,max_epochs,last', [
+    (20, 1 / 15, 300, 20),  # mmyolo's COCO schedule: as configured
+    (20, 1 / 15, 30, 2),    # a 30-epoch fine-tune: the last 2, not all 30 (was: no distillation)
+    (20, 1 / 15, 10, 1),
+    (20, 1 / 15, 7, 0),     # short runs distil throughout
+    (5, 1 / 6, 40, 5),      # the CPU-scale configs: 5 of 40 and of 30, as the demo measured
+    (5, 1 / 6, 30, 5),
+    (5, 1 / 6, 1, 0),       # a 1-epoch run distils (was: no distill.* loss at all)
+    (0, 1 / 15, 300, 0),
+])
+def test_stop_scales_with_the_schedule(num_last, fraction, max_epochs, last):
+    runner = fake_runner(max_epochs)
+    hook = StopDistillLastEpochsHook(num_last_epochs=num_last, last_fraction=fraction)
+    distilled = run_epochs(hook, runner)
+    assert distilled == [True] * (max_epochs - last) + [False] * last
+    assert runner.logger.lines[0].startswith(
+        f'distilling epochs 1-{max_epochs - last} of {max_epochs}')
+
+
+def test_stopped_once_and_stale_distill_scalars_dropped():
     runner = fake_runner(10)
-    hook = StopDistillLastEpochsHook(num_last_epochs=0)
-    hook.before_train(runner)
-    runner.epoch = 9
-    hook.before_train_epoch(runner)
-    assert not runner.model.distillation_stopped
+    hook = StopDistillLastEpochsHook(num_last_epochs=20)  # 1/15 of 10: the last 1
+    run_epochs(hook, runner)
+    assert runner.logger.lines[0].startswith('distilling epochs 1-9 of 10; the last 1')
+    stopped = [line for line in runner.logger.lines if 'Distillation has been stopped' in line]
+    assert stopped == ['Distillation has been stopped! (from epoch 10 of 10)']
+    assert sorted(runner.message_hub.log_scalars) == ['train/lr', 'train/student.loss_cls']
+
+
+def test_stopped_message_once_over_several_stopped_epochs():
+    runner = fake_runner(300)
+    run_epochs(StopDistillLastEpochsHook(num_last_epochs=20), runner)
+    assert sum('has been stopped' in line for line in runner.logger.lines) == 1
+
+
+def test_bad_arguments_refused():
     with pytest.raises(ValueError, match='>= 0'):
         StopDistillLastEpochsHook(num_last_epochs=-1)
+    with pytest.raises(ValueError, match=r'\[0, 1\)'):
+        StopDistillLastEpochsHook(num_last_epochs=5, last_fraction=1.0)

@@ -78,3 +78,58 @@ def test_one_allow_list_for_both_loaders():
                          ('subprocess', 'Popen'), ('models.common', 'os')):
         with pytest.raises(UnsafeCheckpointError):
             unpickler.find_class(module, name)
+
+
+
+# --- malformed input found by tests/test_fuzz_inputs.py -------------------------------------
+@pytest.mark.parametrize('member', ['byteorder', 'data.pkl', 'data/0'])
+def test_zip_declaring_a_huge_record_is_refused_unread(tmp_path, monkeypatch, member):
+    # A 1.5 kB checkpoint whose zip directory claims a 4 GiB record: torch's reader
+    # allocated and copied what was declared (peak memory +8 GiB, over 15 s) before failing.
+    from ..helpers.fuzz_inputs import declare_sizes, torch_bytes
+    path = tmp_path / 'huge.pth'
+    path.write_bytes(declare_sizes(torch_bytes({'w': torch.zeros(2, 3)}), member, 0,
+                                   0xFFFFFFFF))
+
+    def no_load(*args, **kwargs):  # were the check gone, torch must not get the file
+        raise AssertionError('torch.load was called on a file declaring 4 GiB')
+    monkeypatch.setattr(torch, 'load', no_load)
+    with pytest.raises(CheckpointError, match='declares 4294967295 bytes') as err:
+        load_checkpoint_file(str(path))
+    assert not isinstance(err.value, UnsafeCheckpointError)
+
+
+def test_intact_zip_checkpoint_passes_the_archive_check(tmp_path):
+    from mmkd_yolo.fileio.safe_load import check_archive
+    path = tmp_path / 'ok.pth'
+    torch.save({'w': torch.zeros(2, 3)}, path)
+    check_archive(str(path))  # no error
+    torch.save({'w': torch.zeros(2, 3)}, path, _use_new_zipfile_serialization=False)
+    check_archive(str(path))  # legacy format: not a zip, left to torch.load
+
+
+def test_damaged_pickle_is_not_called_unsafe(tmp_path):
+    # An empty zip (or a pickle cut short) made torch say "Weights only load failed ...
+    # Unsupported operand": it was refused as an UnsafeCheckpointError naming 'an unknown
+    # callable', whose message says loading would run code. Nothing unsafe is in it.
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    zipfile.ZipFile(buf, 'w').close()
+    path = tmp_path / 'empty.pth'
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError, match='pickle is damaged') as err:
+        load_checkpoint_file(str(path))
+    assert not isinstance(err.value, UnsafeCheckpointError)
+
+
+def test_zip_of_unknown_version_is_a_checkpoint_error(tmp_path):
+    # zipfile's NotImplementedError (an unknown "version needed") is a damaged file too
+    path = tmp_path / 'v.pth'
+    torch.save({'w': torch.zeros(2)}, path)
+    data = bytearray(path.read_bytes())
+    at = data.find(b'PK\x01\x02')
+    data[at + 6] = 0xFF  # version needed to extract, in the central directory
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_checkpoint_file(str(path))

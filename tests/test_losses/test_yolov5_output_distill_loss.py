@@ -92,6 +92,57 @@ def test_single_cell_by_hand():
     assert out['box'].item() == pytest.approx(0.0, abs=1e-6)
 
 
+def _bernoulli_kl(p, q):
+    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+
+def test_box_part_by_hand():
+    """Level 0 boxes differ: (1 - CIoU) of the decoded boxes, CIoU from mmyolo's own
+    ``bbox_overlaps``, weighted by the teacher's confidence, times the box weight."""
+    from mmyolo.models.losses import bbox_overlaps
+    loss = make_loss(loss_weight=1.0)
+    s_raw, t_raw = [0.0, 0.0, 0.0, 0.0], [1.0, -0.5, 0.3, 0.2]
+    s_box = [torch.tensor(s_raw).view(1, 4, 1, 1)] + [torch.zeros(1, 4, 1, 1)] * 2
+    t_box = [torch.tensor(t_raw).view(1, 4, 1, 1)] + [torch.zeros(1, 4, 1, 1)] * 2
+    zeros_cls = [torch.zeros(1, 2, 1, 1)] * 3
+    obj = [torch.full((1, 1, 1, 1), 2.0)] * 3  # teacher confidence sigmoid(2) = 0.881
+    out = loss((zeros_cls, s_box, obj), (zeros_cls, t_box, obj))
+
+    def decode(raw, prior):  # YOLOv5's decoding, written out (grid units, xywh)
+        sig = [1 / (1 + math.exp(-v)) for v in raw]
+        return [2 * sig[0] - 0.5, 2 * sig[1] - 0.5, (2 * sig[2])**2 * prior[0],
+                (2 * sig[3])**2 * prior[1]]
+
+    prior = PRIORS[0, 0].tolist()
+    ciou = bbox_overlaps(torch.tensor([decode(s_raw, prior)], dtype=torch.float64),
+                         torch.tensor([decode(t_raw, prior)], dtype=torch.float64),
+                         iou_mode='ciou', bbox_format='xywh').item()
+    w = 1 / (1 + math.exp(-2.0))
+    assert 0.2 < 1 - ciou < 1.5  # boxes far enough apart for the number to mean something
+    # sum(w * (1 - CIoU)) / max(sum w, 1) = w * (1 - CIoU) (w < 1), x box weight 0.05
+    assert out['box'].item() == pytest.approx(w * (1 - ciou) * 0.05, rel=1e-5)
+    assert out['obj'].item() == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize('tau', [1.0, 2.0, 4.0])
+def test_temperature_scaling_by_hand(tau):
+    """KL of the logits divided by tau, multiplied back by tau**2 (Hinton et al.)."""
+    loss = make_loss(tau=tau)
+    s_cls = [torch.tensor([3.0, -1.0]).view(1, 2, 1, 1)] + [torch.zeros(1, 2, 1, 1)] * 2
+    t_cls = [torch.tensor([0.0, 1.0]).view(1, 2, 1, 1)] + [torch.zeros(1, 2, 1, 1)] * 2
+    box = [torch.zeros(1, 4, 1, 1)] * 3
+    s_obj = [torch.tensor([2.0]).view(1, 1, 1, 1)] + [torch.zeros(1, 1, 1, 1)] * 2
+    t_obj = [torch.zeros(1, 1, 1, 1)] * 3
+    out = loss((s_cls, box, s_obj), (t_cls, box, t_obj))
+    sig = lambda x: 1 / (1 + math.exp(-x / tau))  # noqa: E731
+    # obj: one cell, level weight 4, obj weight 1
+    assert out['obj'].item() == pytest.approx(
+        _bernoulli_kl(sig(0.0), sig(2.0)) * tau**2 * 4.0, rel=1e-5)
+    # cls: teacher weight sigmoid(0) = 0.5 (not tempered), mean over 2 classes, cls weight 0.5
+    kl_cls = (_bernoulli_kl(sig(0.0), sig(3.0)) + _bernoulli_kl(sig(1.0), sig(-1.0))) / 2
+    assert out['cls'].item() == pytest.approx(0.5 * kl_cls * tau**2 * 0.5, rel=1e-5)
+
+
 def test_zero_when_student_equals_teacher_and_scaled_by_batch():
     preds = random_preds(0)
     out = make_loss()(preds, preds)

@@ -84,7 +84,10 @@ def test_kill_during_training_and_saving_then_resume(shapes_dir, tmp_path, monke
     with open(work_dir / 'epoch_1.pth', 'rb') as f:
         (work_dir / 'epoch_3.pth').write_bytes(f.read()[:5000])
     (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_3.pth'))
+    stale = glob.glob(str(work_dir / 'epoch_2.pth.tmp.*'))
+    assert stale  # the killed writer's temporary file
     assert find_resume_checkpoint(str(work_dir)) == str(work_dir / 'epoch_1.pth')
+    assert not any(osp.exists(p) for p in stale)  # cleaned when resuming
 
     cfg = prepare_train_cfg(KD_CWD_S2N, t_weights=str(teacher_path), resume='auto',
                             cfg_options=quick_options(work_dir, epochs=2))

@@ -1,7 +1,11 @@
 """tools/deployment/export_onnx.py, onnx_test.py and tools/infer.py from the command line."""
 import json
+import os
 import os.path as osp
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -22,8 +26,15 @@ TEST_OPTS = ['--cfg-options', 'test_dataloader.num_workers=0',
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = MODELS.build(load_detector_cfg(STUDENT_N))
-    for conv in model.bbox_head.head_module.convs_pred:
+    head = model.bbox_head.head_module
+    for conv in head.convs_pred:
         conv.bias.data.uniform_(-4.0, 0.0)
+        # box outputs near their anchors (not degenerate slivers), so that the model's
+        # own detections make well-posed labels (test_export_then_onnx_test_...)
+        box = torch.cat([torch.arange(4) + a * (5 + head.num_classes)
+                         for a in range(head.num_base_priors)])
+        conv.weight.data[box] *= 0.05
+        conv.bias.data[box] = 0.0
     path = tmp_path_factory.mktemp('deploy') / 'n.pth'
     torch.save({'state_dict': model.state_dict()}, path)
     return str(path)
@@ -33,7 +44,46 @@ def metrics(out):
     return dict(re.findall(r'(coco/bbox_mAP\w*): ([\d.-]+)', out))
 
 
+def shapes_val_yaml(shapes_dir, root, ann_file=None):
+    """The generated shapes val set in Ultralytics form (images/, labels/, data.yaml),
+    labelled from ``ann_file`` (default: the generated labels)."""
+    from mmkd_yolo.datasets import SHAPES_CLASSES
+    src = shapes_dir / 'data' / 'shapes'
+    with open(ann_file or src / 'annotations' / 'val.json') as f:
+        coco = json.load(f)
+    (root / 'images' / 'val').mkdir(parents=True)
+    (root / 'labels' / 'val').mkdir(parents=True)
+    for img in coco['images']:
+        shutil.copy(src / 'val' / img['file_name'], root / 'images' / 'val')
+        lines = []
+        for ann in coco['annotations']:
+            if ann['image_id'] == img['id']:
+                x, y, w, h = ann['bbox']
+                lines.append(f"{ann['category_id'] - 1} {(x + w / 2) / img['width']:.6f} "
+                             f"{(y + h / 2) / img['height']:.6f} {w / img['width']:.6f} "
+                             f"{h / img['height']:.6f}")
+        name = osp.splitext(img['file_name'])[0] + '.txt'
+        (root / 'labels' / 'val' / name).write_text('\n'.join(lines) + '\n')
+    data = root / 'data.yaml'
+    data.write_text(f'path: {root}\ntrain: images/val\nval: images/val\n'
+                    f'names: {list(SHAPES_CLASSES)}\n')
+    return str(data)
+
+
 def test_export_then_onnx_test_prints_what_test_py_prints(shapes_dir, tmp_path, checkpoint):
+    """onnx_test.py prints what tools/test.py prints, on val labels that are the model's
+    own top detections (tests/helpers/self_labels.py): both must score ~1, so equal
+    numbers are not two zeros."""
+    from mmkd_yolo.fileio import load_checkpoint_file
+
+    from ..helpers.self_labels import own_detections, relabel_coco
+    env = dict(os.environ, MMKD_CACHE=str(tmp_path / 'cache'))
+    src = shapes_dir / 'data' / 'shapes'
+    images = sorted(str(p) for p in (src / 'val').iterdir())
+    state = load_checkpoint_file(checkpoint)['state_dict']
+    relabel_coco(str(src / 'annotations' / 'val.json'), str(src / 'val'),
+                 own_detections(STUDENT_N, state, images), str(tmp_path / 'own.json'))
+    data = shapes_val_yaml(shapes_dir, tmp_path / 'yolo', tmp_path / 'own.json')
     onnx_file = str(tmp_path / 'n.onnx')
     out = run_tool([osp.join(REPO, 'tools', 'deployment', 'export_onnx.py'), STUDENT_N,
                     checkpoint, '--out', onnx_file, '--img-size', '160', '--dynamic'],
@@ -41,11 +91,19 @@ def test_export_then_onnx_test_prints_what_test_py_prints(shapes_dir, tmp_path, 
     assert 'ONNX opset 17, checked by onnx.checker' in out
     assert "input  images: ['batch', 3, 'height', 'width']" in out
     assert "output scores: ['batch', 'anchors'," in out
-    ref = run_tool([osp.join(REPO, 'tools', 'test.py'), STUDENT_N, checkpoint, '--work-dir',
-                    str(tmp_path / 'test')] + TEST_OPTS, cwd=shapes_dir)
+    ref = run_tool([osp.join(REPO, 'tools', 'test.py'), STUDENT_N, checkpoint, '--data', data,
+                    '--work-dir', str(tmp_path / 'test')] + TEST_OPTS, cwd=shapes_dir, env=env)
     got = run_tool([osp.join(REPO, 'tools', 'deployment', 'onnx_test.py'), onnx_file,
-                    '--work-dir', str(tmp_path / 'onnx_test')], cwd=shapes_dir)
+                    '--data', data, '--work-dir', str(tmp_path / 'onnx_test')],
+                   cwd=shapes_dir, env=env)
     assert len(metrics(ref)) == 6 and metrics(got) == metrics(ref), (metrics(got), metrics(ref))
+    assert float(metrics(ref)['coco/bbox_mAP']) > 0.9, metrics(ref)
+    # the file names no test set: without --data, onnx_test.py says what to pass
+    proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'deployment',
+                                                    'onnx_test.py'), onnx_file],
+                          cwd=shapes_dir, capture_output=True, text=True)
+    assert proc.returncode != 0 and 'pass --data DATA_YAML' in proc.stderr, proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
 
 
 def test_infer_with_checkpoint_and_onnx(shapes_dir, tmp_path, checkpoint):
@@ -76,9 +134,55 @@ def test_infer_with_checkpoint_and_onnx(shapes_dir, tmp_path, checkpoint):
     assert abs(top(torch_dets) - top(onnx_dets)) < 1e-3
 
 
+def test_export_mmyolo_config_without_data_then_infer(tmp_path):
+    """The README's export of mmyolo's own COCO config, without --data: the file carries
+    the 80 COCO class names and tools/infer.py runs on it."""
+    import cv2
+    import numpy as np
+    from mmdet.datasets import CocoDataset
+    config = 'mmyolo::yolov5/yolov5_n-v61_syncbn_fast_8xb16-300e_coco.py'
+    torch.manual_seed(0)
+    model = MODELS.build(load_detector_cfg(config))
+    ckpt = tmp_path / 'yolov5n_mmyolo.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    onnx_file = tmp_path / 'n.onnx'
+    out = run_tool([osp.join(REPO, 'tools', 'deployment', 'export_onnx.py'), config, str(ckpt),
+                    '--out', str(onnx_file), '--img-size', '64'], cwd=tmp_path)
+    assert "output scores: [1, 252, 80]" in out
+    from mmkd_yolo.deploy import read_meta
+    classes = read_meta(str(onnx_file))['classes']
+    assert classes == list(CocoDataset.METAINFO['classes']) and len(classes) == 80
+    image = tmp_path / 'img.jpg'
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    out_dir = tmp_path / 'out'
+    run_tool([osp.join(REPO, 'tools', 'infer.py'), str(onnx_file), str(image), '--out',
+              str(out_dir), '--score-thr', '0'], cwd=tmp_path)
+    assert (out_dir / 'img.jpg').is_file()
+    with open(out_dir / 'detections.json') as f:
+        dets = json.load(f)[str(image)]
+    assert all(d['class'] in classes for d in dets)
+
+
+def test_infer_same_basename_in_two_folders(tmp_path, checkpoint):
+    """a/1.jpg and b/1.jpg: two drawn images (a/1.jpg, b/1.jpg), two entries."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(0)
+    images = []
+    for folder in ('a', 'b'):
+        (tmp_path / 'imgs' / folder).mkdir(parents=True)
+        images.append(str(tmp_path / 'imgs' / folder / '1.jpg'))
+        cv2.imwrite(images[-1], rng.integers(0, 255, (64, 64, 3), np.uint8))
+    out_dir = tmp_path / 'out'
+    run_tool([osp.join(REPO, 'tools', 'infer.py'), STUDENT_N, checkpoint] + images +
+             ['--out', str(out_dir)], cwd=tmp_path)
+    drawn = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob('*.jpg'))
+    assert drawn == ['a/1.jpg', 'b/1.jpg']
+    with open(out_dir / 'detections.json') as f:
+        assert sorted(json.load(f)) == images
+
+
 def test_infer_without_images_is_a_clear_error(shapes_dir, tmp_path, checkpoint):
-    import subprocess
-    import sys
     proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'infer.py'), STUDENT_N,
                            checkpoint, str(tmp_path / 'none' / '*.jpg'), '--out',
                            str(tmp_path / 'o')], cwd=shapes_dir, capture_output=True, text=True)

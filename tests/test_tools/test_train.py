@@ -44,8 +44,8 @@ def scalars(work_dir):
 ])
 def test_train_cli_switches_then_validate(shapes_dir, tmp_path, config, switch, has_feature):
     work_dir = tmp_path / 'work'
-    # distil to the end of this 2-epoch run (the configs stop 5 epochs before the end)
-    opts = dict(quick_options(work_dir), **{'custom_hooks.1.num_last_epochs': 0})
+    # the configs as shipped: a 2-epoch run distils throughout (the stop scales with it)
+    opts = quick_options(work_dir)
     out = run_tool([osp.join(REPO, 'tools', 'train.py'), config, switch, '--cfg-options'] +
                    cli_options(opts), cwd=shapes_dir)
     rows = scalars(str(work_dir))
@@ -58,6 +58,7 @@ def test_train_cli_switches_then_validate(shapes_dir, tmp_path, config, switch, 
     val = [r for r in rows if 'coco/bbox_mAP' in r]
     assert len(val) == 1 and 0.0 <= val[0]['coco/bbox_mAP'] <= 1.0
     assert 'Transferred' not in out  # no teacher weights given: random teacher
+    assert 'distilling epochs 1-2 of 2' in out
     assert osp.isfile(work_dir / 'epoch_2.pth')
 
 
@@ -141,27 +142,66 @@ def test_dist_train_two_cpu_processes(shapes_dir, tmp_path):
     assert 'coco/bbox_mAP' in test.stdout
 
 
-def test_test_tool_evaluates_student_and_kd_to_student(shapes_dir, tmp_path):
+def bbox_map(out):
+    return float(re.search(r'coco/bbox_mAP: ([\d.]+)', out).group(1))
+
+
+def test_test_tool_evaluates_the_right_weights(shapes_dir, tmp_path):
+    """train -> tools/test.py, three ways to the same student, on val labels that are that
+    student's own top detections (tests/helpers/self_labels.py): its weights score ~1,
+    any other weights far less, so equal numbers mean the same weights were evaluated.
+
+    * the distillation config with the distillation checkpoint;
+    * kd_to_student.py, then the student's config with the student checkpoint;
+    * the student's config with the distillation checkpoint (was: every key missing,
+      random weights scored without a word; now: its student, EMA weights, said so);
+    * the distillation config with the student checkpoint (was: the same).
+    A random checkpoint scores near zero on the same labels, and a checkpoint of another
+    architecture is a named error."""
+    from mmkd_yolo.fileio import load_checkpoint_file
+
+    from ..helpers.self_labels import self_labelled_shapes
     work_dir = tmp_path / 'work'
     run_tool([osp.join(REPO, 'tools', 'train.py'), KD_OUT_S2N, '--cfg-options'] +
              cli_options(quick_options(work_dir, epochs=1)), cwd=shapes_dir)
+    kd_ckpt = str(work_dir / 'epoch_1.pth')
+    saved = load_checkpoint_file(kd_ckpt)['state_dict']  # StudentEMAHook: EMA student here
+    student_state = {k[len('architecture.'):]: v for k, v in saved.items()
+                     if k.startswith('architecture.')}
+    root = self_labelled_shapes(shapes_dir, STUDENT_N, student_state, tmp_path / 'labelled')
     test_opts = ['--cfg-options', 'test_dataloader.num_workers=0',
                  'test_dataloader.persistent_workers=False']
-    out = run_tool([osp.join(REPO, 'tools', 'test.py'), KD_OUT_S2N,
-                    str(work_dir / 'epoch_1.pth'), '--work-dir', str(tmp_path / 'test')] +
-                   test_opts, cwd=shapes_dir)
-    kd_map = re.search(r'coco/bbox_mAP: ([\d.]+)', out).group(1)
 
-    # the student alone, as a plain mmyolo checkpoint, evaluated with its own config
+    def test_py(config, ckpt, name):
+        return run_tool([osp.join(REPO, 'tools', 'test.py'), config, ckpt, '--work-dir',
+                         str(tmp_path / name)] + test_opts, cwd=root)
+
+    kd_map = bbox_map(test_py(KD_OUT_S2N, kd_ckpt, 'kd'))
+    assert kd_map > 0.9, kd_map
     student = tmp_path / 'student.pth'
-    out = run_tool([osp.join(REPO, 'tools', 'model_converters', 'kd_to_student.py'),
-                    str(work_dir / 'epoch_1.pth'), str(student)], cwd=shapes_dir)
-    from mmkd_yolo.fileio import load_checkpoint_file
+    run_tool([osp.join(REPO, 'tools', 'model_converters', 'kd_to_student.py'), kd_ckpt,
+              str(student)], cwd=root)
     keys = load_checkpoint_file(str(student))['state_dict'].keys()
     assert keys and not any(k.startswith(('teacher', 'distiller', 'architecture')) for k in keys)
-    out = run_tool([osp.join(REPO, 'tools', 'test.py'), STUDENT_N, str(student),
-                    '--work-dir', str(tmp_path / 'test2')] + test_opts, cwd=shapes_dir)
-    assert re.search(r'coco/bbox_mAP: ([\d.]+)', out).group(1) == kd_map
+    assert bbox_map(test_py(STUDENT_N, str(student), 'student')) == kd_map
+    # a student checkpoint given with the distillation config: its student is evaluated
+    assert bbox_map(test_py(KD_OUT_S2N, str(student), 'kd_config_student')) == kd_map
+    out = test_py(STUDENT_N, kd_ckpt, 'student_of_kd')
+    assert 'evaluating the student (EMA weights) of distillation checkpoint' in out
+    assert bbox_map(out) == kd_map
+
+    # the labels can fail a comparison: other weights score far lower on them
+    other = tmp_path / 'random.pth'
+    torch.manual_seed(1)
+    torch.save({'state_dict': MODELS.build(load_detector_cfg(STUDENT_N)).state_dict()}, other)
+    assert bbox_map(test_py(STUDENT_N, str(other), 'random')) < 0.3
+    # and a checkpoint of another architecture is refused, not scored
+    proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'test.py'), TEACHER_S,
+                           str(student), '--work-dir', str(tmp_path / 'wrong')] + test_opts,
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode != 0 and 'does not fit the detector of' in proc.stderr, \
+        proc.stderr[-3000:]
+    assert 'other shape' in proc.stderr and 'Traceback' not in proc.stderr
 
 
 def test_plain_student_learns_with_weights_and_img_size(shapes_dir, tmp_path):

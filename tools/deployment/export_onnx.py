@@ -8,8 +8,10 @@ CHECKPOINT may be a distillation checkpoint (its student is exported), an mmyolo
 checkpoint or an Ultralytics YOLOv5 .pt. The graph takes RGB images in [0, 1]
 (B, 3, H, W) and returns decoded x1y1x2y2 boxes (B, N, 4) and scores (B, N, C); with
 --nms it ends in ONNX NonMaxSuppression and returns detections (K, 7): batch, x1, y1,
-x2, y2, score, label. The file keeps its class names and test protocol for
-tools/deployment/onnx_test.py and tools/infer.py.
+x2, y2, score, label. The file keeps its class names and test protocol (test pipeline,
+batching, post-processing, data preprocessor, evaluator) as JSON data for
+tools/deployment/onnx_test.py and tools/infer.py: no code and no paths of this machine
+(the test set is given to onnx_test.py with --data).
 """
 import argparse
 import os
@@ -31,7 +33,7 @@ def parse_args():
     parser.add_argument('--dynamic', action='store_true',
                         help='dynamic batch, height and width')
     parser.add_argument('--data', metavar='DATA_YAML',
-                        help='Ultralytics data.yaml: class names and val set to keep')
+                        help="Ultralytics data.yaml: the model's class names")
     parser.add_argument('--nms', action='store_true',
                         help='end-to-end graph with ONNX NonMaxSuppression')
     parser.add_argument('--score-thr', type=float, default=0.25, help='--nms score threshold')

@@ -1,14 +1,17 @@
 """Dry-run a distillation config in seconds: build, one generated batch, a summary.
 
     python tools/misc/check_config.py CONFIG [--t-weights W] [--t-cfg C] [--data D]
-        [--weights W] [--d-output | --d-feature] [--img-size 320]
+        [--weights W] [--d-output | --d-feature] [--img-size 320] [--cfg-options k=v ...]
 
-Prints teacher and student sizes (parameters, GFLOPs), each recorder's source and
-recorded shape, each connector's channels, each loss value and what the teacher load
-transferred. A config that cannot work fails here with an error that says what to change.
+Prints which epochs of the schedule distil, teacher and student sizes (parameters,
+GFLOPs), each recorder's source and recorded shape, each connector's channels, each loss
+value and what the teacher load transferred. A config that cannot work fails here with an
+error that says what to change.
 """
 import argparse
 import sys
+
+from mmengine.config import DictAction
 
 from mmkd_yolo.apis import add_distill_args, dry_run, is_distill_cfg, prepare_train_cfg
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
@@ -19,13 +22,17 @@ def main():
     parser.add_argument('config')
     add_distill_args(parser)
     parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='config overrides, as for tools/train.py (e.g. '
+                        'train_cfg.max_epochs=10: the distillation schedule follows)')
     args = parser.parse_args()
 
     from mmengine.logging import MMLogger
     MMLogger.get_instance('check_config', log_level='INFO')
     img_size = args.img_size or 320
     try:
-        cfg = prepare_train_cfg(args.config, t_weights=args.t_weights, t_cfg=args.t_cfg,
+        cfg = prepare_train_cfg(args.config, cfg_options=args.cfg_options,
+                                t_weights=args.t_weights, t_cfg=args.t_cfg,
                                 t_precision=args.t_precision,
                                 d_output=args.d_output, d_feature=args.d_feature,
                                 data=args.data, weights=args.weights, img_size=args.img_size)

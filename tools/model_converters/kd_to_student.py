@@ -7,14 +7,11 @@ By default the EMA weights (the ones validation evaluated) are kept; --no-ema ke
 the raw ones.
 """
 import argparse
-import os
-import os.path as osp
 import sys
-
-import torch
 
 from mmkd_yolo.converters.kd_to_student import extract_student
 from mmkd_yolo.errors import CheckpointError
+from mmkd_yolo.fileio import save_atomic
 
 
 def main():
@@ -27,8 +24,7 @@ def main():
         ckpt = extract_student(args.src, use_ema=not args.no_ema)
     except CheckpointError as e:
         sys.exit(f'error: {e}')
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(ckpt, args.dst)
+    save_atomic(ckpt, args.dst)  # a kill while writing never leaves half a checkpoint
     print(f'{args.src} -> {args.dst}: student with {len(ckpt["state_dict"])} tensors')
 
 

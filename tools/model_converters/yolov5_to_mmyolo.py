@@ -7,14 +7,11 @@ The EMA weights are taken when the checkpoint has them; depth/width, class count
 names and anchors go into the checkpoint's meta and are printed.
 """
 import argparse
-import os
-import os.path as osp
 import sys
-
-import torch
 
 from mmkd_yolo.converters import convert_yolov5_checkpoint
 from mmkd_yolo.errors import CheckpointError
+from mmkd_yolo.fileio import save_atomic
 from mmkd_yolo.models.detector_cfg import mmyolo_yolov5_config, yolov5_size
 
 
@@ -27,8 +24,7 @@ def main():
         ckpt = convert_yolov5_checkpoint(args.src)
     except CheckpointError as e:
         sys.exit(f'error: {e}')
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(ckpt, args.dst)
+    save_atomic(ckpt, args.dst)  # a kill while writing never leaves half a checkpoint
     meta = ckpt['meta']
     size = yolov5_size(meta['widen_factor'])
     print(f'converted {args.src} -> {args.dst}: {len(ckpt["state_dict"])} tensors, '
