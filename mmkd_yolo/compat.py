@@ -58,6 +58,7 @@ def _torch_at_least(version: str) -> bool:
     return digit_version(torch.__version__) >= digit_version(version)
 
 
+_MMRAZOR_RECURSION_LIMIT, _PYTHON_RECURSION_LIMIT = 2**20, 1000
 RECURSION_MEASURE = ('Python recursion limit restored after importing mmrazor (it sets '
                      '2**20, which turns deep input into a segfault)')
 
@@ -80,6 +81,8 @@ def import_mmrazor() -> None:
     # C stack overflows and the process dies (a segfault, not an error). Distillation
     # needs no deep recursion; the interpreter's limit is restored.
     limit = sys.getrecursionlimit()
+    if limit == _MMRAZOR_RECURSION_LIMIT:  # mmrazor was imported before this
+        limit = _PYTHON_RECURSION_LIMIT
     try:
         if not _torch_at_least('1.13.0'):
             import mmrazor.engine  # noqa: F401

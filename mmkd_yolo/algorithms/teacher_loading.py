@@ -8,18 +8,20 @@ which decides what a checkpoint is for every tool.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 from mmengine.logging import MMLogger
 
-from ..converters import fit_detector_weights, read_detector_weights
+from ..converters import (DetectorWeights, anchor_mismatch, fit_detector_weights,
+                          read_detector_weights, short_list)
 from ..errors import CheckpointError
 from ..models.detector_cfg import mmyolo_yolov5_config, yolov5_size
 
 
-def _check_ultralytics_meta(teacher: torch.nn.Module, meta: dict, path: str) -> None:
+def _check_ultralytics_meta(teacher: torch.nn.Module, weights: DetectorWeights) -> None:
     """Class count, size and anchors of a converted checkpoint against the teacher."""
+    meta, path = weights.meta, weights.path
     head = teacher.bbox_head
     if meta['num_classes'] != head.num_classes:
         raise CheckpointError(
@@ -33,16 +35,9 @@ def _check_ultralytics_meta(teacher: torch.nn.Module, meta: dict, path: str) -> 
             f'{meta["deepen_factor"]}/{meta["widen_factor"]}, the teacher config '
             f'{deepen}/{widen}: give the matching teacher config, e.g. --t-cfg '
             f"'{mmyolo_yolov5_config(yolov5_size(meta['widen_factor']))}'.")
-    config_anchors = [[tuple(float(v) for v in a) for a in level]
-                      for level in head.prior_generator.base_sizes]
-    if any(abs(a - b) > 0.5 for la, lb in zip(meta['anchors'], config_anchors)
-           for pa, pb in zip(la, lb) for a, b in zip(pa, pb)):
-        raise CheckpointError(
-            f'teacher weights {path!r} were trained with anchors {meta["anchors"]} (e.g. '
-            f'by autoanchor), the config has {config_anchors}. Output distillation '
-            'compares raw box predictions, which only agree for the same anchors: set '
-            'model.architecture.bbox_head.prior_generator.base_sizes and the teacher\'s to '
-            'the checkpoint\'s anchors.')
+    problem = anchor_mismatch(teacher, weights)
+    if problem:  # output distillation compares raw box outputs: same anchors or nothing
+        raise CheckpointError(f'teacher weights {problem}')
 
 
 def load_teacher_weights(teacher: torch.nn.Module, path: str) -> Tuple[int, int]:
@@ -65,7 +60,7 @@ def load_teacher_weights(teacher: torch.nn.Module, path: str) -> Tuple[int, int]
     if weights.kind == 'ultralytics':
         logger.info(f'{path} is an Ultralytics YOLOv5 checkpoint: converted without running '
                     f'its pickle, cached as {weights.loadable}')
-        _check_ultralytics_meta(teacher, weights.meta, path)
+        _check_ultralytics_meta(teacher, weights)
     elif weights.kind == 'distillation':
         logger.info(f'teacher: {weights.describe()}')
     dst = teacher.state_dict()
@@ -76,12 +71,8 @@ def load_teacher_weights(teacher: torch.nn.Module, path: str) -> Tuple[int, int]
     logger.info(f'Transferred {len(report.fit)}/{len(dst)} items from {path}')
     if report.missing:
         logger.warning(f'teacher tensors not in the checkpoint ({len(report.missing)}): '
-                       f'{_short(report.missing)}')
+                       f'{short_list(report.missing, 8)}')
     if report.mismatched:
         logger.warning(f'checkpoint tensors with another shape, skipped '
-                       f'({len(report.mismatched)}): {_short(report.mismatched)}')
+                       f'({len(report.mismatched)}): {short_list(report.mismatched, 8)}')
     return len(report.fit), len(dst)
-
-
-def _short(names: List[str], n: int = 8) -> str:
-    return ', '.join(names[:n]) + (f', ... (+{len(names) - n})' if len(names) > n else '')

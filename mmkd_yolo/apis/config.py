@@ -1,10 +1,12 @@
 """Config edits behind the command-line options: load, teacher, student weights, sizes."""
 from __future__ import annotations
 
+import logging
 import os.path as osp
 from typing import List, Optional
 
 from mmengine.config import Config, ConfigDict
+from torch import nn
 
 from ..errors import ConfigError
 from ..models.detector_cfg import (load_detector_cfg, package_config_path,
@@ -78,7 +80,7 @@ def apply_teacher_args(cfg: Config, t_weights: Optional[str] = None,
         cfg.model.teacher_ckpt = t_weights
 
 
-def build_detector(model_cfg: dict, default_scope: str = 'mmyolo'):
+def build_detector(model_cfg: dict, default_scope: str = 'mmyolo') -> nn.Module:
     """The detector of a model config (mmyolo's registry unless the config says)."""
     from ..registry import MODELS
     model_cfg = dict(model_cfg)
@@ -100,14 +102,18 @@ def apply_student_weights(cfg: Config, path: str) -> None:
     """
     from mmengine.logging import print_log
 
-    from ..converters import (detector_checkpoint_file, fit_detector_weights,
-                              read_detector_weights)
+    from ..converters import (anchor_mismatch, detector_checkpoint_file,
+                              fit_detector_weights, read_detector_weights)
     if not osp.isfile(path):
         raise ConfigError(f'student weights {path!r} do not exist (--weights).')
     weights = read_detector_weights(path)
     detector = detector_cfgs(cfg)[0]
-    own = build_detector(detector, cfg.get('default_scope') or 'mmyolo').state_dict()
+    model = build_detector(detector, cfg.get('default_scope') or 'mmyolo')
+    own = model.state_dict()
     report = fit_detector_weights(own, weights, 'init', 'the student (--weights)')
+    problem = anchor_mismatch(model, weights)
+    if problem:  # the head retrains; its start was learned for other anchors
+        print_log(f'--weights: {problem}', 'current', logging.WARNING)
     print_log(f'--weights: {weights.describe()}: {len(report.fit)}/{len(own)} tensors fit '
               'by name and shape' + (f'; left to train: {len(report.missing)} '
                                      f'(e.g. {report.missing[:3]})' if report.missing else ''),

@@ -35,6 +35,20 @@ def apply_data_yaml(cfg: Config, data_path: str,
         dict: What :func:`~mmkd_yolo.datasets.load_data_yaml` read.
     """
     data = load_data_yaml(data_path)
+    set_datasets(cfg, data, splits)
+    for model in detector_cfgs(cfg):
+        _set_num_classes(model, data['nc'])
+    return data
+
+
+def set_datasets(cfg: Config, data: Dict, splits: Sequence[str] = ('train', 'val')) -> None:
+    """The datasets and evaluators of ``cfg`` (those it has) on a read ``data.yaml``.
+
+    Args:
+        cfg (Config): A training / test config, or an exported model's test protocol.
+        data (dict): What :func:`~mmkd_yolo.datasets.load_data_yaml` read.
+        splits (Sequence[str]): Which splits to set up (``('val',)`` for testing).
+    """
     names = data['names']
     jsons = {split: coco_json_for(data[split], names) for split in splits}
     metainfo = dict(classes=tuple(names))
@@ -44,9 +58,9 @@ def apply_data_yaml(cfg: Config, data_path: str,
             continue
         inner_dataset(cfg[loader]).update(data_root='', ann_file=jsons[split],
                                            data_prefix=dict(img=''), metainfo=metainfo)
-    for evaluator in ('val_evaluator', 'test_evaluator'):
-        if evaluator in cfg and 'val' in jsons:
-            cfg[evaluator]['ann_file'] = jsons['val']
-    for model in detector_cfgs(cfg):
-        _set_num_classes(model, data['nc'])
-    return data
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluators = cfg.get(key)
+        if evaluators is None or 'val' not in jsons:
+            continue
+        for evaluator in (evaluators if isinstance(evaluators, list) else [evaluators]):
+            evaluator['ann_file'] = jsons['val']

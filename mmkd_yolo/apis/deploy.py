@@ -17,9 +17,10 @@ from typing import List, Optional, Tuple
 import torch
 from mmengine.config import Config
 
+from ..datasets import load_data_yaml
 from ..errors import CheckpointError, ConfigError, DataError
 from .config import detector_cfgs, inner_dataset, load_config, set_test_img_scale
-from .data import apply_data_yaml
+from .data import apply_data_yaml, set_datasets
 
 #: The config pieces an exported file keeps: what ``tools/test.py`` evaluates with.
 TEST_KEYS = ('default_scope', 'test_dataloader', 'test_evaluator', 'test_cfg', 'env_cfg')
@@ -76,10 +77,13 @@ def load_detector(config: str, checkpoint: str, data: Optional[str] = None,
     with warnings.catch_warnings():  # "checkpoint is None": the weights are loaded below
         warnings.filterwarnings('ignore', message='checkpoint is None')
         model = init_detector(test_cfg, None, device=device)
-    from ..converters import fit_detector_weights, read_detector_weights
+    from ..converters import anchor_mismatch, fit_detector_weights, read_detector_weights
     weights = read_detector_weights(checkpoint)
     report = fit_detector_weights(model.state_dict(), weights, 'evaluate',
                                   f'the detector of {config!r}')
+    problem = anchor_mismatch(model, weights)
+    if problem:
+        raise CheckpointError(problem)
     model.load_state_dict(report.fit)
     model.dataset_meta = dict(classes=class_names(test_cfg))
     return model.eval()
@@ -133,21 +137,6 @@ def _onnx_meta(path: str) -> dict:
     return meta
 
 
-def _set_test_data(cfg: Config, data: str) -> dict:
-    """``--data``: the val split of a ``data.yaml`` as the test set, as
-    :func:`~mmkd_yolo.apis.apply_data_yaml` sets it for ``tools/test.py``."""
-    from ..datasets import coco_json_for, load_data_yaml
-    info = load_data_yaml(data)
-    ann_file = coco_json_for(info['val'], info['names'])
-    inner_dataset(cfg.test_dataloader).update(
-        data_root='', ann_file=ann_file, data_prefix=dict(img=''),
-        metainfo=dict(classes=tuple(info['names'])))
-    evaluators = cfg.test_evaluator
-    for evaluator in (evaluators if isinstance(evaluators, list) else [evaluators]):
-        evaluator['ann_file'] = ann_file
-    return info
-
-
 def onnx_test_cfg(path: str, data: Optional[str] = None,
                   img_size: Optional[int] = None) -> Tuple[Config, dict]:
     """The exported model's test config, with an ``ONNXRuntimeDetector`` as its model.
@@ -187,7 +176,8 @@ def _onnx_protocol_cfg(path: str, meta: dict, data: Optional[str],
     from ..deploy.protocol import protocol_to_cfg
     cfg = protocol_to_cfg(meta['protocol'])
     if data:
-        info = _set_test_data(cfg, data)
+        info = load_data_yaml(data)
+        set_datasets(cfg, info, splits=('val', ))  # the protocol has no model to resize
         if info['nc'] != len(meta['classes']):
             raise DataError(
                 f'{data!r} has {info["nc"]} classes, the model {path!r} '

@@ -84,6 +84,7 @@ def prepare_train_cfg(config: str,
     hooks = cfg.setdefault('custom_hooks', [])
     if not any(h.get('type', '').split('.')[-1] == 'NonFiniteLossHook' for h in hooks):
         hooks.append(dict(type='mmkd_yolo.NonFiniteLossHook'))  # plain runs too
+    _set_curves_hook(cfg)
     scheduler = cfg.get('default_hooks', {}).get('param_scheduler')
     if scheduler and scheduler.get('type', '').split('.')[-1] == 'YOLOv5ParamSchedulerHook':
         scheduler['type'] = 'mmkd_yolo.ScaledWarmupParamSchedulerHook'  # short runs warm up
@@ -92,6 +93,19 @@ def prepare_train_cfg(config: str,
             ckpt_hook.get('backend_args') or ckpt_hook.get('file_client_args')):
         ckpt_hook['backend_args'] = dict(backend='atomic_local')  # never a partial file
     return cfg
+
+
+def _set_curves_hook(cfg: Config) -> None:
+    """``CurvesHook`` (``curves.png``) for every run, unless the config says
+    ``curves = False`` (``--cfg-options curves=False``), which also removes one it lists."""
+    def is_curves(hook):
+        return hook.get('type', '').split('.')[-1] == 'CurvesHook'
+
+    hooks = cfg.setdefault('custom_hooks', [])
+    if not cfg.get('curves', True):
+        cfg.custom_hooks = [h for h in hooks if not is_curves(h)]
+    elif not any(is_curves(h) for h in hooks):
+        hooks.append(dict(type='mmkd_yolo.CurvesHook'))
 
 
 def _set_resume(cfg: Config, resume: Optional[str]) -> None:

@@ -33,7 +33,7 @@ from .yolov5_to_mmyolo import is_ultralytics_checkpoint, load_or_convert
 
 #: What each use does with tensors that do not fit (see the module docstring).
 POLICIES = ('evaluate', 'init', 'teacher')
-_STUDENT, _OTHER_PARTS = 'architecture.', ('teacher.', 'distiller.')
+_STUDENT = 'architecture.'
 
 
 @dataclass
@@ -111,6 +111,9 @@ def read_detector_weights(path: str, use_ema: bool = True) -> DetectorWeights:
         state, has_ema = ckpt['model'], False
     else:
         state, has_ema = ckpt, False
+    # what mmengine's own loading reads: ``state_dict``, else the whole dict (a
+    # ``{'model': ...}`` file would load nothing, with a mere warning)
+    native = state is ckpt or (isinstance(ckpt, dict) and 'state_dict' in ckpt)
     if not _tensor_dict(state):
         raise CheckpointError(
             f'{path!r} holds no state dict (found {type(state).__name__}): give an mmengine '
@@ -131,8 +134,8 @@ def read_detector_weights(path: str, use_ema: bool = True) -> DetectorWeights:
         student = OrderedDict((k[len(_STUDENT):], v) for k, v in state.items()
                               if k.startswith(_STUDENT))
         return DetectorWeights('distillation', student, path, None, ema, meta)
-    return DetectorWeights('detector', state, path, None if has_ema and not use_ema else path,
-                           ema, meta)
+    loadable = path if native and not (has_ema and not use_ema) else None
+    return DetectorWeights('detector', state, path, loadable, ema, meta)
 
 
 @dataclass
@@ -151,9 +154,12 @@ class FitReport:
     unexpected: List[str]
 
     def summary(self) -> str:
-        return (f'{len(self.fit)} fit, {len(self.missing)} missing {_short(self.missing)}, '
-                f'{len(self.mismatched)} of other shape {_short(self.mismatched)}, '
-                f'{len(self.unexpected)} unexpected {_short(self.unexpected)}')
+        """Counts and the first names of each kind of misfit, in one line."""
+        parts = [f'{len(self.fit)} fit']
+        for what, names in (('missing', self.missing), ('of other shape', self.mismatched),
+                            ('unexpected', self.unexpected)):
+            parts.append(f'{len(names)} {what}' + (f' ({short_list(names)})' if names else ''))
+        return ', '.join(parts)
 
 
 def fit_detector_weights(model_state: Dict[str, torch.Tensor], weights: DetectorWeights,
@@ -209,6 +215,29 @@ def fit_detector_weights(model_state: Dict[str, torch.Tensor], weights: Detector
     return report
 
 
+def anchor_mismatch(model: torch.nn.Module, weights: DetectorWeights) -> Optional[str]:
+    """Why an Ultralytics checkpoint's anchors do not fit ``model`` (None when they do).
+
+    AutoAnchor changes a checkpoint's anchors without changing any tensor's shape: the
+    weights load, and every box is decoded with the wrong anchor sizes. Only Ultralytics
+    checkpoints record their anchors (the converter keeps them in ``meta``).
+    """
+    anchors = weights.meta.get('anchors') if weights.kind == 'ultralytics' else None
+    head = getattr(model, 'bbox_head', None)
+    generator = getattr(head, 'prior_generator', None)
+    if anchors is None or generator is None or not hasattr(generator, 'base_sizes'):
+        return None
+    config_anchors = [[tuple(float(v) for v in a) for a in level]
+                      for level in generator.base_sizes]
+    if all(abs(a - b) <= 0.5 for la, lb in zip(anchors, config_anchors)
+           for pa, pb in zip(la, lb) for a, b in zip(pa, pb)):
+        return None
+    return (f'{weights.path!r} was trained with anchors {anchors} (e.g. by autoanchor), the '
+            f'config has {config_anchors}: boxes would be decoded with the wrong anchor '
+            'sizes. Set model.bbox_head.prior_generator.base_sizes (for a distillation '
+            "config, the student's and the teacher's) to the checkpoint's anchors.")
+
+
 def detector_checkpoint_file(weights: DetectorWeights) -> str:
     """A plain mmengine checkpoint of exactly ``weights``, for mmengine's own loading
     (``load_from``, ``init_cfg``): the file itself where it already is one, else a
@@ -226,7 +255,6 @@ def detector_checkpoint_file(weights: DetectorWeights) -> str:
     return cached
 
 
-def _short(names: List[str], n: int = 5) -> str:
-    if not names:
-        return ''
-    return '(' + ', '.join(names[:n]) + (f', ... +{len(names) - n}' if len(names) > n else '') + ')'
+def short_list(names: List[str], n: int = 5) -> str:
+    """``'a, b, c, ... (+7)'``: the first ``n`` names of a long list."""
+    return ', '.join(names[:n]) + (f', ... (+{len(names) - n})' if len(names) > n else '')

@@ -7,5 +7,5 @@ from .safe_load import (PickledModule, RestrictedUnpickler, load_checkpoint_file
                         restricted_load)
 
 __all__ = ['AtomicLocalBackend', 'remove_stale_tmp', 'save_atomic', 'cache_dir',
-           'file_sha256', 'find_resume_checkpoint', 'is_complete_checkpoint', 'PickledModule', 'RestrictedUnpickler',
-           'load_checkpoint_file', 'restricted_load']
+           'file_sha256', 'find_resume_checkpoint', 'is_complete_checkpoint', 'PickledModule',
+           'RestrictedUnpickler', 'load_checkpoint_file', 'restricted_load']

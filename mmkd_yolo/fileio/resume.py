@@ -44,7 +44,7 @@ def checkpoint_candidates(work_dir: str) -> List[str]:
 def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     """The newest complete checkpoint of ``work_dir``, skipping (and naming) broken ones.
 
-    Also deletes the temporary files a killed save left behind (``*.tmp.<pid>``).
+    Also deletes the temporary files a killed save left behind (``*.tmp.<host>.<pid>``).
     """
     for path in remove_stale_tmp(work_dir):
         print_log(f'removed {path}: left by a save that was interrupted', 'current')

@@ -5,7 +5,6 @@ import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..registry import MODELS

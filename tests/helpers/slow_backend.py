@@ -9,6 +9,7 @@ import time
 from mmengine.fileio import register_backend
 
 from mmkd_yolo.fileio import AtomicLocalBackend
+from mmkd_yolo.fileio.atomic_local_backend import _HOST
 
 
 @register_backend('slow_atomic_local')
@@ -16,7 +17,7 @@ class SlowAtomicLocalBackend(AtomicLocalBackend):
 
     def put(self, obj, filepath):
         # write the temporary file in slices first, then let the real backend finish
-        tmp = f'{filepath}.tmp.{os.getpid()}'
+        tmp = f'{filepath}.tmp.{_HOST}.{os.getpid()}'  # the real backend's name
         step = max(1, len(obj) // 20)
         with open(tmp, 'wb') as f:
             for i in range(0, len(obj), step):

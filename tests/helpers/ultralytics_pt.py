@@ -58,7 +58,7 @@ def fake_yolov5_modules():
                 sys.modules[name] = mod
 
 
-def build_ultralytics_model(classes, mm_state, nc, deepen=0.33, widen=0.25):
+def build_ultralytics_model(classes, mm_state, nc, deepen=0.33, widen=0.25, anchors=ANCHORS):
     inverse = {v: k for k, v in _mmyolo_key_map().items()}
     root = classes['Model']()
     root.model = nn.Sequential(*[
@@ -83,7 +83,7 @@ def build_ultralytics_model(classes, mm_state, nc, deepen=0.33, widen=0.25):
         else:
             module.register_buffer(path[-1], value.clone())
     detect = root.model[24]
-    detect.register_buffer('anchors', (ANCHORS / STRIDES.view(-1, 1, 1)).half())
+    detect.register_buffer('anchors', (anchors / STRIDES.view(-1, 1, 1)).half())
     detect.nc, detect.stride = nc, STRIDES
     root.yaml = dict(nc=nc, depth_multiple=deepen, width_multiple=widen)
     root.names = [f'thing{i}' for i in range(nc)]
@@ -92,9 +92,10 @@ def build_ultralytics_model(classes, mm_state, nc, deepen=0.33, widen=0.25):
 
 
 
-def write_ultralytics_pt(path, mm_model, nc, deepen=0.33, widen=0.25):
+def write_ultralytics_pt(path, mm_model, nc, deepen=0.33, widen=0.25, anchors=ANCHORS):
     """Save ``mm_model`` (an mmyolo YOLOv5) as an Ultralytics ``.pt`` of that size."""
     with fake_yolov5_modules() as classes:
-        root = build_ultralytics_model(classes, mm_model.state_dict(), nc, deepen, widen)
+        root = build_ultralytics_model(classes, mm_model.state_dict(), nc, deepen, widen,
+                                       anchors)
         torch.save(dict(epoch=-1, model=root, ema=None, optimizer=None, date='2026'), path)
     return str(path)

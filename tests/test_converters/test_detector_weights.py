@@ -95,3 +95,15 @@ def test_checkpoint_file_for_mmengine(tmp_path, monkeypatch):
     plain = tmp_path / 'plain.pth'
     torch.save({'state_dict': model_state()}, plain)
     assert detector_checkpoint_file(read_detector_weights(str(plain))) == str(plain)
+
+
+def test_model_key_checkpoint_is_converted_for_mmengine(tmp_path, monkeypatch):
+    """``{'model': state_dict}``: mmengine's loading would take the whole dict as the state
+    dict and load nothing (a warning); the reader hands mmengine a conversion instead."""
+    monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
+    path = tmp_path / 'm.pth'
+    torch.save({'model': model_state(), 'epoch': 3}, path)
+    weights = read_detector_weights(str(path))
+    assert weights.kind == 'detector' and weights.loadable is None
+    loaded = load_checkpoint_file(detector_checkpoint_file(weights))['state_dict']
+    assert set(loaded) == set(model_state())

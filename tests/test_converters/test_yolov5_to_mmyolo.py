@@ -227,3 +227,21 @@ def test_intact_skeleton_converts(tmp_path):
         torch.save(dict(model=_broken_tree(lambda *a: None), ema=None), path)
     meta = convert_yolov5_checkpoint(str(path))['meta']
     assert meta['num_classes'] == 2 and meta['class_names'] == ['cat', 'dog']
+
+
+def test_autoanchored_checkpoint_is_refused_where_boxes_are_decoded(tmp_path, monkeypatch):
+    """AutoAnchor changes anchors, not tensor shapes: tools/test.py, export and infer
+    (and the teacher) refuse such a .pt for a config with other anchors; --weights warns."""
+    from mmkd_yolo.apis import prepare_test_cfg
+    from mmkd_yolo.apis.deploy import load_detector
+    from ..helpers.ultralytics_pt import ANCHORS, write_ultralytics_pt
+    monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
+    cfg = load_detector_cfg(STUDENT_N)
+    model = MODELS.build(cfg)  # 8 classes, as the config
+    path = write_ultralytics_pt(tmp_path / 'auto.pt', model, 8, anchors=ANCHORS * 1.5)
+    with pytest.raises(CheckpointError, match='trained with anchors.*autoanchor'):
+        prepare_test_cfg(STUDENT_N, path, work_dir=str(tmp_path / 'w'))
+    with pytest.raises(CheckpointError, match='trained with anchors'):
+        load_detector(STUDENT_N, path)
+    same = write_ultralytics_pt(tmp_path / 'same.pt', model, 8)
+    assert osp.isfile(prepare_test_cfg(STUDENT_N, same, work_dir=str(tmp_path / 'w')).load_from)

@@ -39,8 +39,7 @@ def test_training_stops_at_an_infinite_loss(shapes_dir, tmp_path, monkeypatch, c
     head = 'model.architecture.bbox_head' if config == KD_OUT_S2N else 'model.bbox_head'
     opts[f'{head}.loss_cls.loss_weight'] = float('inf')
     runner = Runner.from_cfg(prepare_train_cfg(config, cfg_options=opts))
-    with pytest.raises(NonFiniteLossError, match=r'iteration 1: .*student\.loss_cls|'
-                                                  r'iteration 1: .*loss_cls'):
+    with pytest.raises(NonFiniteLossError, match=r'iteration 1: .*loss_cls'):
         runner.train()
     if config == KD_OUT_S2N:
         assert runner.model.distillation_stopped

@@ -44,3 +44,14 @@ def test_long_run_is_mmyolos():
     from mmyolo.engine.hooks import YOLOv5ParamSchedulerHook
     assert run_schedule(ScaledWarmupParamSchedulerHook(**kwargs), 40, 32) == run_schedule(
         YOLOv5ParamSchedulerHook(**kwargs), 40, 32)
+
+
+def test_every_training_config_gets_it():
+    """tools/train.py's configs, plain (mmyolo's own) and distillation, use this hook in
+    place of mmyolo's."""
+    from mmkd_yolo.apis import prepare_train_cfg
+
+    from ..conftest import KD_OUT_S2N
+    for config in ('mmyolo::yolov5/yolov5_n-v61_syncbn_fast_8xb16-300e_coco.py', KD_OUT_S2N):
+        scheduler = prepare_train_cfg(config).default_hooks.param_scheduler
+        assert scheduler.type == 'mmkd_yolo.ScaledWarmupParamSchedulerHook', config

@@ -14,6 +14,9 @@ class ListLogger:
     def info(self, line):
         self.lines.append(line)
 
+    def warning(self, line):
+        self.lines.append(f'WARNING {line}')
+
 
 def fake_runner(max_epochs):
     model = SimpleNamespace(distillation_stopped=False)
@@ -42,6 +45,9 @@ def run_epochs(hook, runner):
     (5, 1 / 6, 40, 5),      # the CPU-scale configs: 5 of 40 and of 30, as the demo measured
     (5, 1 / 6, 30, 5),
     (5, 1 / 6, 1, 0),       # a 1-epoch run distils (was: no distill.* loss at all)
+    (5, 1 / 6, 45, 5),      # 7.5 rounds up to 8, capped at 5
+    (20, 1 / 6, 45, 8),
+    (20, 1 / 6, 3, 1),      # 0.5 rounds up (Python's round() would give 0)
     (0, 1 / 15, 300, 0),
 ])
 def test_stop_scales_with_the_schedule(num_last, fraction, max_epochs, last):
@@ -74,3 +80,22 @@ def test_bad_arguments_refused():
         StopDistillLastEpochsHook(num_last_epochs=-1)
     with pytest.raises(ValueError, match=r'\[0, 1\)'):
         StopDistillLastEpochsHook(num_last_epochs=5, last_fraction=1.0)
+
+
+def test_a_fraction_that_stops_everything_is_said_loudly():
+    runner = fake_runner(1)
+    distilled = run_epochs(StopDistillLastEpochsHook(num_last_epochs=1, last_fraction=0.9),
+                           runner)
+    assert distilled == [False]
+    assert runner.logger.lines[0].startswith('WARNING distilling no epoch of 1')
+
+
+def test_on_a_model_that_does_not_distil_is_a_config_error():
+    from mmkd_yolo.errors import ConfigError
+    runner = fake_runner(10)
+    runner.model = SimpleNamespace()  # a plain detector
+    hook = StopDistillLastEpochsHook(num_last_epochs=20)
+    hook.before_train(runner)
+    runner.epoch = 9
+    with pytest.raises(ConfigError, match='does not distil'):
+        hook.before_train_epoch(runner)

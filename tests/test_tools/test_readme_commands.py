@@ -5,8 +5,8 @@ Ultralytics YOLOv5-s teacher and YOLOv5-n student (synthetic .pt files of those 
 What is changed, and only this: ``tools/`` and ``configs/`` paths point into the
 checkout, optional ``[...]`` groups are left out, and the training runs are cut to one
 epoch (``--cfg-options``, so the README's ``epoch_300.pth`` is ``epoch_1.pth``). The
-multi-GPU line (a YOLOv5-l teacher) is left out: two-process training is tested in
-test_train.py."""
+multi-GPU lines (a YOLOv5-l teacher) are left out: two-process training is tested in
+test_train.py, the Slurm scripts' srun command in test_slurm.py."""
 import os
 import os.path as osp
 import re
@@ -77,8 +77,11 @@ def user_dir(tmp_path):
 def test_readme_commands_as_written(user_dir):
     """'Your own teacher and data', then 'Deploy the student' on what it trained."""
     commands = readme_commands('## Your own teacher and data')
-    assert commands[-1].startswith('bash tools/dist_train.sh')  # tested in test_train.py
-    outputs = [run(as_run_here(c), user_dir) for c in commands[:-1]]
+    launchers = [c for c in commands if not c.startswith('python ')]
+    # torchrun is tested in test_train.py, srun in test_slurm.py
+    assert [re.search(r'^(\w+=\S+ )*bash (tools/\w+\.sh) ', c).group(2) for c in launchers] \
+        == ['tools/dist_train.sh', 'tools/slurm_train.sh', 'tools/slurm_test.sh']
+    outputs = [run(as_run_here(c), user_dir) for c in commands if c.startswith('python ')]
     kd_log, plain_log, _, test_out = outputs
     assert 'Transferred' in kd_log and 'distilling epochs 1-1 of 1' in kd_log
     assert 'distill.loss_out_box' in kd_log

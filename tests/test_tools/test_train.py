@@ -77,6 +77,12 @@ def test_bad_config_path_is_a_clear_error(tmp_path):
     assert 'does not exist' in proc.stderr and 'Traceback' not in proc.stderr
 
 
+def held_as(value, before, dtype):
+    """The teacher's weights are held in its forward's precision once it distils (bf16
+    where the CPU has it): frozen means equal to the starting weights in that dtype."""
+    return torch.equal(value.to(dtype), before.to(dtype))
+
+
 def test_teacher_frozen_and_resume_restores_connectors(shapes_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(shapes_dir)
     work_dir = tmp_path / 'work'
@@ -90,8 +96,9 @@ def test_teacher_frozen_and_resume_restores_connectors(shapes_dir, tmp_path, mon
     runner = Runner.from_cfg(cfg)
     teacher_before = {k: v.clone() for k, v in runner.model.teacher.state_dict().items()}
     runner.train()
+    held = next(runner.model.teacher.parameters()).dtype
     for key, value in runner.model.teacher.state_dict().items():
-        assert torch.equal(value, teacher_before[key]), f'teacher changed: {key}'
+        assert held_as(value, teacher_before[key], held), f'teacher changed: {key}'
     connectors = {k: v.clone() for k, v in runner.model.distiller.connectors.state_dict().items()}
     student = {k: v.clone() for k, v in runner.model.student.state_dict().items()}
     assert runner.iter == 2
@@ -107,7 +114,7 @@ def test_teacher_frozen_and_resume_restores_connectors(shapes_dir, tmp_path, mon
     for key, value in resumed.model.student.state_dict().items():
         assert torch.equal(value, student[key]), key
     for key, value in resumed.model.teacher.state_dict().items():
-        assert torch.equal(value, teacher_before[key]), key
+        assert held_as(value, teacher_before[key], held), key
 
     # a longer schedule continues from iteration 2
     cfg = prepare_train_cfg(KD_CWD_S2N, t_weights=str(teacher_path), resume='auto',
@@ -147,7 +154,7 @@ def bbox_map(out):
 
 
 def test_test_tool_evaluates_the_right_weights(shapes_dir, tmp_path):
-    """train -> tools/test.py, three ways to the same student, on val labels that are that
+    """train -> tools/test.py, four ways to the same student, on val labels that are that
     student's own top detections (tests/helpers/self_labels.py): its weights score ~1,
     any other weights far less, so equal numbers mean the same weights were evaluated.
 
@@ -156,18 +163,26 @@ def test_test_tool_evaluates_the_right_weights(shapes_dir, tmp_path):
     * the student's config with the distillation checkpoint (was: every key missing,
       random weights scored without a word; now: its student, EMA weights, said so);
     * the distillation config with the student checkpoint (was: the same).
-    A random checkpoint scores near zero on the same labels, and a checkpoint of another
-    architecture is a named error."""
+    The checkpoint's raw (not EMA) student and a random checkpoint score far lower on the
+    same labels, and a checkpoint of another architecture is a named error."""
     from mmkd_yolo.fileio import load_checkpoint_file
 
-    from ..helpers.self_labels import self_labelled_shapes
+    from ..helpers.self_labels import self_labelled_shapes, well_posed_head
     work_dir = tmp_path / 'work'
     run_tool([osp.join(REPO, 'tools', 'train.py'), KD_OUT_S2N, '--cfg-options'] +
              cli_options(quick_options(work_dir, epochs=1)), cwd=shapes_dir)
     kd_ckpt = str(work_dir / 'epoch_1.pth')
-    saved = load_checkpoint_file(kd_ckpt)['state_dict']  # StudentEMAHook: EMA student here
-    student_state = {k[len('architecture.'):]: v for k, v in saved.items()
-                     if k.startswith('architecture.')}
+    # known weights in the run's own checkpoint: a student whose detections make
+    # well-posed labels (two iterations of training leave a near-uniform head), as the
+    # EMA weights (state_dict) and, perturbed, as the raw ones (ema_state_dict)
+    torch.manual_seed(0)
+    student_state = well_posed_head(MODELS.build(load_detector_cfg(STUDENT_N))).state_dict()
+    ckpt = load_checkpoint_file(kd_ckpt)
+    ckpt['state_dict'].update({f'architecture.{k}': v for k, v in student_state.items()})
+    ckpt['ema_state_dict'].update({f'module.architecture.{k}': v + 0.05 * torch.randn_like(v)
+                                   if v.is_floating_point() else v
+                                   for k, v in student_state.items()})
+    torch.save(ckpt, kd_ckpt)
     root = self_labelled_shapes(shapes_dir, STUDENT_N, student_state, tmp_path / 'labelled')
     test_opts = ['--cfg-options', 'test_dataloader.num_workers=0',
                  'test_dataloader.persistent_workers=False']
@@ -190,7 +205,12 @@ def test_test_tool_evaluates_the_right_weights(shapes_dir, tmp_path):
     assert 'evaluating the student (EMA weights) of distillation checkpoint' in out
     assert bbox_map(out) == kd_map
 
-    # the labels can fail a comparison: other weights score far lower on them
+    # the labels can fail a comparison: other weights score far lower on them, the
+    # checkpoint's raw (not EMA) student as well as a random one
+    raw = tmp_path / 'student_raw.pth'
+    run_tool([osp.join(REPO, 'tools', 'model_converters', 'kd_to_student.py'), kd_ckpt,
+              str(raw), '--no-ema'], cwd=root)
+    assert bbox_map(test_py(STUDENT_N, str(raw), 'raw')) < 0.5
     other = tmp_path / 'random.pth'
     torch.manual_seed(1)
     torch.save({'state_dict': MODELS.build(load_detector_cfg(STUDENT_N)).state_dict()}, other)
