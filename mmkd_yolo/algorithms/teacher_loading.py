@@ -13,14 +13,14 @@ from typing import Tuple
 import torch
 from mmengine.logging import MMLogger
 
-from ..converters import (DetectorWeights, anchor_mismatch, fit_detector_weights,
-                          read_detector_weights, short_list)
+from ..converters import DetectorWeights, fit_detector, read_detector_weights, short_list
 from ..errors import CheckpointError
 from ..models.detector_cfg import mmyolo_yolov5_config, yolov5_size
 
 
 def _check_ultralytics_meta(teacher: torch.nn.Module, weights: DetectorWeights) -> None:
-    """Class count, size and anchors of a converted checkpoint against the teacher."""
+    """Class count and size of a converted checkpoint against the teacher (anchors:
+    :func:`~mmkd_yolo.converters.fit_detector`)."""
     meta, path = weights.meta, weights.path
     head = teacher.bbox_head
     if meta['num_classes'] != head.num_classes:
@@ -35,9 +35,6 @@ def _check_ultralytics_meta(teacher: torch.nn.Module, weights: DetectorWeights) 
             f'{meta["deepen_factor"]}/{meta["widen_factor"]}, the teacher config '
             f'{deepen}/{widen}: give the matching teacher config, e.g. --t-cfg '
             f"'{mmyolo_yolov5_config(yolov5_size(meta['widen_factor']))}'.")
-    problem = anchor_mismatch(teacher, weights)
-    if problem:  # output distillation compares raw box outputs: same anchors or nothing
-        raise CheckpointError(f'teacher weights {problem}')
 
 
 def load_teacher_weights(teacher: torch.nn.Module, path: str) -> Tuple[int, int]:
@@ -64,9 +61,8 @@ def load_teacher_weights(teacher: torch.nn.Module, path: str) -> Tuple[int, int]
     elif weights.kind == 'distillation':
         logger.info(f'teacher: {weights.describe()}')
     dst = teacher.state_dict()
-    head = getattr(teacher, 'bbox_head', None)
-    priors = getattr(getattr(head, 'head_module', None), 'num_base_priors', None)
-    report = fit_detector_weights(dst, weights, 'teacher', 'the teacher', num_priors=priors)
+    # anchors too: output distillation compares raw box outputs, same anchors or nothing
+    report = fit_detector(teacher, weights, 'teacher', 'the teacher')
     teacher.load_state_dict(report.fit, strict=False)
     logger.info(f'Transferred {len(report.fit)}/{len(dst)} items from {path}')
     if report.missing:

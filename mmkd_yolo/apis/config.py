@@ -1,7 +1,6 @@
 """Config edits behind the command-line options: load, teacher, student weights, sizes."""
 from __future__ import annotations
 
-import logging
 import os.path as osp
 from typing import List, Optional
 
@@ -102,18 +101,14 @@ def apply_student_weights(cfg: Config, path: str) -> None:
     """
     from mmengine.logging import print_log
 
-    from ..converters import (anchor_mismatch, detector_checkpoint_file,
-                              fit_detector_weights, read_detector_weights)
+    from ..converters import detector_checkpoint_file, fit_detector, read_detector_weights
     if not osp.isfile(path):
         raise ConfigError(f'student weights {path!r} do not exist (--weights).')
     weights = read_detector_weights(path)
     detector = detector_cfgs(cfg)[0]
     model = build_detector(detector, cfg.get('default_scope') or 'mmyolo')
+    report = fit_detector(model, weights, 'init', 'the student (--weights)')
     own = model.state_dict()
-    report = fit_detector_weights(own, weights, 'init', 'the student (--weights)')
-    problem = anchor_mismatch(model, weights)
-    if problem:  # the head retrains; its start was learned for other anchors
-        print_log(f'--weights: {problem}', 'current', logging.WARNING)
     print_log(f'--weights: {weights.describe()}: {len(report.fit)}/{len(own)} tensors fit '
               'by name and shape' + (f'; left to train: {len(report.missing)} '
                                      f'(e.g. {report.missing[:3]})' if report.missing else ''),

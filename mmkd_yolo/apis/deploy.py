@@ -77,13 +77,9 @@ def load_detector(config: str, checkpoint: str, data: Optional[str] = None,
     with warnings.catch_warnings():  # "checkpoint is None": the weights are loaded below
         warnings.filterwarnings('ignore', message='checkpoint is None')
         model = init_detector(test_cfg, None, device=device)
-    from ..converters import anchor_mismatch, fit_detector_weights, read_detector_weights
-    weights = read_detector_weights(checkpoint)
-    report = fit_detector_weights(model.state_dict(), weights, 'evaluate',
-                                  f'the detector of {config!r}')
-    problem = anchor_mismatch(model, weights)
-    if problem:
-        raise CheckpointError(problem)
+    from ..converters import fit_detector, read_detector_weights
+    report = fit_detector(model, read_detector_weights(checkpoint), 'evaluate',
+                          f'the detector of {config!r}')
     model.load_state_dict(report.fit)
     model.dataset_meta = dict(classes=class_names(test_cfg))
     return model.eval()

@@ -59,17 +59,13 @@ def _evaluated_weights(cfg: Config, config: str, checkpoint: str) -> str:
     ``.pt``, detector, or distillation checkpoint, whose student is taken, EMA weights
     first), and must fit the detector exactly (the ``'evaluate'`` policy).
     """
-    from ..converters import (anchor_mismatch, detector_checkpoint_file,
-                              fit_detector_weights, read_detector_weights)
+    from ..converters import detector_checkpoint_file, fit_detector, read_detector_weights
     detector = detector_cfgs(cfg)[0]
     scope = cfg.get('default_scope') or 'mmyolo'
     weights = read_detector_weights(checkpoint)
     model = build_detector(detector, scope)
     role = 'the student of' if is_distill_cfg(cfg) else 'the detector of'
-    fit_detector_weights(model.state_dict(), weights, 'evaluate', f'{role} {config!r}')
-    problem = anchor_mismatch(model, weights)
-    if problem:
-        raise CheckpointError(problem)
+    fit_detector(model, weights, 'evaluate', f'{role} {config!r}')
     if is_distill_cfg(cfg):
         # evaluating the student alone: the teacher plays no part in its predictions
         cfg.model = dict(detector, _scope_=detector.get('_scope_', scope))

@@ -20,6 +20,7 @@ what is in it, which mmengine leaves to the caller.
 """
 from __future__ import annotations
 
+import logging
 import os.path as osp
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -236,6 +237,23 @@ def anchor_mismatch(model: torch.nn.Module, weights: DetectorWeights) -> Optiona
             f'config has {config_anchors}: boxes would be decoded with the wrong anchor '
             'sizes. Set model.bbox_head.prior_generator.base_sizes (for a distillation '
             "config, the student's and the teacher's) to the checkpoint's anchors.")
+
+
+def fit_detector(model: torch.nn.Module, weights: DetectorWeights, policy: str,
+                 what: str = 'the model') -> FitReport:
+    """:func:`fit_detector_weights` on ``model``, and its anchors against an Ultralytics
+    checkpoint's (:func:`anchor_mismatch`): an error for ``'evaluate'`` and
+    ``'teacher'``, for ``'init'`` a warning in the log (the head retrains)."""
+    head = getattr(getattr(model, 'bbox_head', None), 'head_module', None)
+    report = fit_detector_weights(model.state_dict(), weights, policy, what,
+                                  num_priors=getattr(head, 'num_base_priors', None))
+    problem = anchor_mismatch(model, weights)
+    if problem and policy == 'init':
+        from mmengine.logging import print_log
+        print_log(f'{what}: {problem}', 'current', logging.WARNING)
+    elif problem:
+        raise CheckpointError(problem)
+    return report
 
 
 def detector_checkpoint_file(weights: DetectorWeights) -> str:

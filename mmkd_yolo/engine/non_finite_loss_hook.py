@@ -17,13 +17,13 @@ class NonFiniteLossHook(Hook):
 
     mmdet's ``CheckInvalidLossHook`` checks only the total, every 50 iterations, with an
     ``assert``; by then the weights and their EMA have trained on garbage for up to 49
-    steps. This hook checks every loss part after every iteration and names the parts that went bad, the iteration and the last finite values. It
-    runs after the optimizer step (hooks see the losses only then: the bad step has been
-    applied to the weights in memory) but before the EMA, logger and checkpoint hooks
-    (priority ``HIGH``), so no checkpoint is written after the bad step: ``--resume``
-    continues from the last good one. :func:`mmkd_yolo.apis.prepare_train_cfg` adds it to
-    every training config, plain or distillation, so the check holds also after distillation
-    stops.
+    steps. This hook checks every loss part after every iteration and names the parts that
+    went bad, the iteration and the last finite values. It runs after the optimizer step
+    (hooks see the losses only then: the bad step has been applied to the weights in memory)
+    but before the EMA, logger and checkpoint hooks (priority ``HIGH``), so no checkpoint is
+    written after the bad step: ``--resume`` continues from the last good one.
+    :func:`mmkd_yolo.apis.prepare_train_cfg` adds it to every training config, plain or
+    distillation, so the check holds also after distillation stops.
     """
 
     priority = 'HIGH'

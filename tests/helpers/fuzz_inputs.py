@@ -41,7 +41,6 @@ import resource
 import shutil
 import signal
 import struct
-import sys
 import tempfile
 import time
 import traceback
@@ -56,6 +55,8 @@ import yaml
 from hypothesis import strategies as st
 
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError, UnsafeCheckpointError
+
+from .ultralytics_pt import installed_modules
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 KD_CONFIG = osp.join(REPO, 'configs', 'distill', 'yolov5',
@@ -722,21 +723,13 @@ def _fake(name: str) -> type:
 @contextlib.contextmanager
 def fake_yolov5_modules() -> Iterator[None]:
     """``models.common`` / ``models.yolo`` importable while pickling only."""
-    saved = {name: sys.modules.get(name) for name in ('models', *_FAKE_MODULES)}
-    sys.modules['models'] = types.ModuleType('models')
+    modules = {'models': types.ModuleType('models')}
     for module, names in _FAKE_MODULES.items():
-        mod = types.ModuleType(module)
+        modules[module] = types.ModuleType(module)
         for n in names:
-            setattr(mod, n, _fake(n))
-        sys.modules[module] = mod
-    try:
+            setattr(modules[module], n, _fake(n))
+    with installed_modules(modules):
         yield
-    finally:
-        for name, mod in saved.items():
-            if mod is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = mod
 
 
 def module_node(cls: str, modules=None, params=None, buffers=None, **attrs):

@@ -4,7 +4,8 @@
 A near-random model scores ~0 on real labels, and two zeros are equal whatever was
 evaluated. Here the labels *are* the model's predictions (its best detections, after its
 own NMS, above a score threshold common to all images), computed by mmdet's plain
-inference path with weights loaded by ``load_state_dict(strict=True)``, independently of the package's checkpoint handling.
+inference path with weights loaded by ``load_state_dict(strict=True)``, independently of
+the package's checkpoint handling.
 Evaluating the same weights through any tool must give mAP ~1; evaluating other weights
 (random, another model's, a half-loaded model) gives far less. (Weights that differ
 little, such as the raw and EMA weights after a few iterations, may score alike: tell

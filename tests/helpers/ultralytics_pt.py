@@ -4,6 +4,7 @@ is needed: stand-in classes are put in ``sys.modules`` only while saving."""
 import sys
 import types
 from contextlib import contextmanager
+from typing import Dict
 
 import torch
 from torch import nn
@@ -35,6 +36,21 @@ def to_ultralytics(key, inverse):
 
 
 @contextmanager
+def installed_modules(modules: Dict[str, types.ModuleType]):
+    """``modules`` importable by name inside the block; ``sys.modules`` restored after."""
+    saved = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for name, mod in saved.items():
+            if mod is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = mod
+
+
+@contextmanager
 def fake_yolov5_modules():
     """Importable stand-ins for the YOLOv5 repo's modules, only inside the block."""
     classes, added = {}, {'models': types.ModuleType('models')}
@@ -46,16 +62,8 @@ def fake_yolov5_modules():
             setattr(mod, name, cls)
             classes[name] = cls
         added[mod_name] = mod
-    saved = {name: sys.modules.get(name) for name in added}
-    sys.modules.update(added)
-    try:
+    with installed_modules(added):
         yield classes
-    finally:
-        for name, mod in saved.items():
-            if mod is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = mod
 
 
 def build_ultralytics_model(classes, mm_state, nc, deepen=0.33, widen=0.25, anchors=ANCHORS):
