@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: install test test-fast demo env clean
+.PHONY: install test test-fast demo demo-unlabeled env clean
 
 install:
 	bash tools/misc/install_env.sh
@@ -18,6 +18,11 @@ test-fast: install
 # FAST=1: the same steps on a tiny schedule (a smoke run of a few minutes)
 demo: install
 	$(PY) tools/misc/demo.py $(if $(filter-out 0,$(FAST)),--fast)
+
+# labels on a quarter of the demo set, the rest given unlabeled: the student alone, distilled
+# on the labeled quarter, and distilled with the unlabeled images too (one seed; a table)
+demo-unlabeled: install
+	$(PY) benchmarks/kd_gain.py demo-unlabeled --seeds 0
 
 env: install
 	$(PY) tools/misc/print_env.py

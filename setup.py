@@ -1,10 +1,15 @@
 """mmkd_yolo: YOLOv5 knowledge distillation on the OpenMMLab 2.x stack."""
+import os
 import os.path as osp
 import re
+import shutil
+import sys
 
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
+#: What ``mim`` and mmengine's ``mmkd_yolo::`` scope read from ``mmkd_yolo/.mim``.
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def get_version() -> str:
@@ -23,6 +28,35 @@ def parse_requirements(name: str, skip: tuple = ()) -> list:
     return reqs
 
 
+def add_mim_extension() -> None:
+    """Put ``configs/``, ``tools/`` and ``model-index.yml`` into ``mmkd_yolo/.mim``, as
+    mmyolo's and mmrazor's setup.py do: symbolic links for an editable install (edits show
+    at once), copies when a wheel or sdist is built (``pip install .``), so that
+    ``mmkd_yolo::distill/yolov5/...`` configs, ``mim train mmkd_yolo`` and the tools
+    work from any directory once installed."""
+    if 'develop' in sys.argv or 'editable_wheel' in sys.argv:
+        mode = 'symlink'
+    elif 'bdist_wheel' in sys.argv or 'sdist' in sys.argv:
+        mode = 'copy'
+    else:
+        return
+    mim_path = osp.join(HERE, 'mmkd_yolo', '.mim')
+    os.makedirs(mim_path, exist_ok=True)
+    for name in MIM_FILES:
+        src, dst = osp.join(HERE, name), osp.join(mim_path, name)
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(src, mim_path), dst)
+        elif osp.isdir(src):
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(src, dst)
+
+
+add_mim_extension()
 setup(
     name='mmkd_yolo',
     version=get_version(),
@@ -31,6 +65,9 @@ setup(
     long_description=open(osp.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
+    package_data={'mmkd_yolo': ['.mim/model-index.yml', '.mim/configs/**/*.py',
+                                '.mim/configs/**/*.yml', '.mim/tools/**/*.py',
+                                '.mim/tools/**/*.sh']},
     python_requires='>=3.10',
     # torch is not pinned here so that an installed (CUDA) torch is kept;
     # tools/misc/install_env.sh installs torch==2.13.0 when none is present.

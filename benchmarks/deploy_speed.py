@@ -24,10 +24,9 @@ import time
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path.insert(0, osp.join(REPO, 'tools', 'misc'))  # the demo's run helpers
 
-from mmkd_yolo.apis.runs import (DEMO_KD_CFG, DEMO_STUDENT_CFG, DEMO_TASK,  # noqa: E402
-                                 demo_run_dirs)
+from train_runs import DEMO_KD_CFG, DEMO_STUDENT_CFG, DEMO_TASK, demo_run_dirs  # noqa: E402
 
 
 def parse_args():
@@ -54,8 +53,9 @@ def main():
     args = parse_args()
     import onnxruntime as ort
 
-    from mmkd_yolo.apis.deploy import export_detector_onnx, load_detector
+    from mmkd_yolo.apis.detector import load_detector
     from mmkd_yolo.apis.dry_run import conv_gflops
+    from mmkd_yolo.apis.onnx_detector import export_detector_onnx
     from mmkd_yolo.deploy import YOLOv5ExportModel
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)

@@ -8,6 +8,11 @@
     # the demo task of `make demo` (its data and schedules, and its runs: the teacher and
     # each seed's plain and default-recipe students are shared with the demo)
     python benchmarks/kd_gain.py demo [--seeds 0 1 2] [--variants plain kd-out ...]
+    # labels on a quarter of the training images, the other three quarters given as
+    # unlabeled images (--unlabeled): plain and kd-out on the labeled quarter alone, and
+    # kd-out with the unlabeled images; real: coco128's training half, demo: make demo's set
+    python benchmarks/kd_gain.py real-unlabeled [--seeds 0 1 2]
+    python benchmarks/kd_gain.py demo-unlabeled [--seeds 0 1 2]
 
 Every run is a plain ``tools/train.py`` run (plain and distilled launched the same way:
 ``--data``, ``--img-size``, ``--weights``, ``--t-weights``) whose log and checkpoints stay
@@ -31,12 +36,12 @@ import time
 from typing import Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path.insert(0, osp.join(REPO, 'tools', 'misc'))  # the demo's run helpers
 
-from mmkd_yolo.apis.runs import (DEMO_KD_CFG, DEMO_STUDENT_CFG,  # noqa: E402
-                                 DEMO_TASK, DEMO_TEACHER_CFG, Progress, demo_data,
-                                 demo_data_options, demo_run_dirs, fmt_seconds,
-                                 schedule_options, train_run, val_history)
+from train_runs import (DEMO_KD_CFG, DEMO_STUDENT_CFG, DEMO_TASK,  # noqa: E402
+                        DEMO_TEACHER_CFG, Progress, RunFailedError, demo_data,
+                        demo_data_options, demo_run_dirs, fmt_seconds, schedule_options,
+                        train_run, val_history)
 
 SHARED = osp.join(osp.dirname(REPO), 'shared')
 #: The real regime runs what the README tells users to run (mmyolo's 8xb16 300-epoch COCO
@@ -64,15 +69,23 @@ VARIANTS: Dict[str, Optional[dict]] = {
     'kd-out-mse-w0.1': dict(loss_out=dict(_delete_=True, type='YOLOv5MSEOutputDistillLoss',
                                           loss_weight=0.1)),
     'kd-out-cwd': dict(switch='--d-feature'),
+    # the *-unlabeled regimes: the default recipe with the unlabeled images in each batch
+    'kd-out+unlabeled': dict(unlabeled=0.5),
+    'kd-out+unlabeled-r0.25': dict(unlabeled=0.25),
+    'kd-out+unlabeled-r0.75': dict(unlabeled=0.75),
 }
+UNLABELED_VARIANTS = ['plain', 'kd-out', 'kd-out+unlabeled']
+#: Of each training set, every LABELED_EVERY-th image keeps its labels.
+LABELED_EVERY = 4
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('regime', choices=['real', 'demo'])
+    parser.add_argument('regime', choices=['real', 'demo', 'real-unlabeled', 'demo-unlabeled'])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--variants', nargs='+', default=['plain', 'kd-out'],
-                        choices=list(VARIANTS))
+    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS),
+                        help='default: plain kd-out (and kd-out+unlabeled for the '
+                        '*-unlabeled regimes)')
     parser.add_argument('--epochs', type=int, default=30, help='real regime')
     parser.add_argument('--val-interval', type=int, default=5, help='real regime')
     parser.add_argument('--out', help='work folder (default: work_dirs/kd_gain/<regime>)')
@@ -81,7 +94,24 @@ def parse_args():
     parser.add_argument('--yolov5n', default=osp.join(SHARED, 'weights', 'yolov5n.pt'),
                         help='real regime: the official YOLOv5n checkpoint')
     parser.add_argument('--img-size', type=int, default=320, help='real regime')
-    return parser.parse_args()
+    args = parser.parse_args()
+    unlabeled = args.regime.endswith('-unlabeled')
+    args.variants = args.variants or (UNLABELED_VARIANTS if unlabeled else ['plain', 'kd-out'])
+    misplaced = [v for v in args.variants if (VARIANTS[v] or {}).get('unlabeled') and
+                 not unlabeled]
+    if misplaced:
+        parser.error(f'{misplaced} need unlabeled images: use the real-unlabeled or '
+                     'demo-unlabeled regime')
+    return args
+
+
+def variant_switches(name: str, unlabeled: Optional[str]) -> List[str]:
+    """Command-line switches of a distilled variant (``--d-feature``, ``--unlabeled``)."""
+    spec = VARIANTS[name] or {}
+    extra = [spec['switch']] if spec.get('switch') else []
+    if spec.get('unlabeled'):
+        extra += ['--unlabeled', unlabeled, '--unlabeled-ratio', str(spec['unlabeled'])]
+    return extra
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -107,8 +137,12 @@ def variant_config(name: str, kd_config: str, out: str) -> Optional[str]:
 
 
 # --- regimes ------------------------------------------------------------------------------
-def real_splits(args, out: str) -> Dict[str, str]:
-    """Two data.yaml files: train on one half of coco128, validate on the other."""
+def real_splits(args, out: str, labeled_every: int = 1) -> Dict[str, tuple]:
+    """Two data.yaml files: train on one half of coco128, validate on the other.
+
+    With ``labeled_every`` > 1 only every ``labeled_every``-th training image keeps its
+    labels: split -> (data.yaml, .txt list of the other training images); else
+    split -> (data.yaml, None)."""
     images = sorted(glob.glob(osp.join(args.coco128, 'images', '**', '*.jpg'), recursive=True))
     if len(images) < 16:
         sys.exit(f'[kd_gain] no coco128 images under {args.coco128} (--coco128)')
@@ -122,30 +156,40 @@ def real_splits(args, out: str) -> Dict[str, str]:
             f.write('\n'.join(osp.abspath(p) for p in imgs) + '\n')
     splits = {}
     for train_half, val_half in (('A', 'B'), ('B', 'A')):
-        path = osp.join(out, f'train{train_half}_val{val_half}.yaml')
+        train, rest = f'half{train_half}.txt', None
+        if labeled_every > 1:
+            imgs = halves[train_half]
+            train = f'half{train_half}_labeled1of{labeled_every}.txt'
+            rest = osp.join(out, f'half{train_half}_unlabeled.txt')
+            with open(osp.join(out, train), 'w') as f:
+                f.write('\n'.join(osp.abspath(p) for p in imgs[::labeled_every]) + '\n')
+            with open(rest, 'w') as f:
+                f.write('\n'.join(osp.abspath(p) for i, p in enumerate(imgs)
+                                  if i % labeled_every) + '\n')
+        path = osp.join(out, f'train{train_half}_val{val_half}'
+                        f'{"_1of" + str(labeled_every) if labeled_every > 1 else ""}.yaml')
         with open(path, 'w') as f:
-            json.dump(dict(path=out, train=f'half{train_half}.txt', val=f'half{val_half}.txt',
+            json.dump(dict(path=out, train=train, val=f'half{val_half}.txt',
                            names=names), f)  # JSON is YAML
-        splits[f'{train_half}->{val_half}'] = path
+        splits[f'{train_half}->{val_half}'] = (path, rest)
     return splits
 
 
 def run_real(args, out: str) -> Dict[str, Dict[tuple, str]]:
     if not osp.isfile(args.yolov5n):
         sys.exit(f'[kd_gain] {args.yolov5n} not found (--yolov5n)')
-    splits = real_splits(args, out)
+    splits = real_splits(args, out, LABELED_EVERY if args.regime == 'real-unlabeled' else 1)
     img = args.img_size
     runs = {v: {} for v in args.variants}
     progress = Progress(len(args.variants) * len(args.seeds) * len(splits), 'kd_gain')
     for seed in args.seeds:
-        for split, data in splits.items():
+        for split, (data, unlabeled) in splits.items():
             for variant in args.variants:
                 cfg = variant_config(variant, KD_COCO_S2N, out) or MMYOLO_N
                 extra = ['--data', data, '--img-size', str(img), '--weights', args.yolov5n]
                 if VARIANTS[variant] is not None:
                     extra += ['--t-weights', args.yolov5n, '--t-cfg', MMYOLO_N]
-                    if VARIANTS[variant].get('switch'):
-                        extra.append(VARIANTS[variant]['switch'])
+                    extra += variant_switches(variant, unlabeled)
                 wd = osp.join(out, variant, f'split{split.replace("->", "")}_seed{seed}')
                 took = train_run(wd, cfg, extra,
                                  schedule_options(args.epochs, args.val_interval, seed) +
@@ -169,6 +213,10 @@ def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
                      schedule_options(te, max(te // 4, 1), task['data_seed']) + data_opts)
     progress.step('teacher YOLOv5-s', took)
     teacher_ckpt = osp.join(teacher_dir, f'epoch_{te}.pth')
+    unlabeled = None
+    if args.regime == 'demo-unlabeled':
+        labeled_json, unlabeled = demo_quarter(root, out)
+        data_opts = data_opts + [f'train_dataloader.dataset.ann_file={labeled_json}']
     runs = {v: {} for v in args.variants}
     for seed in args.seeds:
         shared = demo_run_dirs(task, seed)
@@ -177,16 +225,36 @@ def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
             extra = list(size)
             if VARIANTS[variant] is not None:
                 extra += ['--t-weights', teacher_ckpt]
-                if VARIANTS[variant].get('switch'):
-                    extra.append(VARIANTS[variant]['switch'])
-            wd = {'plain': shared['plain'], 'kd-out': shared['distilled']}.get(
-                variant, osp.join(out, variant, f'seed{seed}'))
+                extra += variant_switches(variant, unlabeled)
+            wd = osp.join(out, variant, f'seed{seed}')
+            if args.regime == 'demo':  # the demo's own runs
+                wd = {'plain': shared['plain'], 'kd-out': shared['distilled']}.get(variant, wd)
             took = train_run(wd, cfg, extra,
                              schedule_options(task['epochs'], task['val_interval'], seed) +
                              data_opts)
             progress.step(f'{variant}, seed {seed}', took)
             runs[variant][('demo', seed)] = wd
     return runs
+
+
+def demo_quarter(root: str, out: str) -> tuple:
+    """The demo's training labels on every LABELED_EVERY-th image: (COCO json of those,
+    .txt list of the other images, given as unlabeled)."""
+    with open(osp.join(root, 'annotations', 'train.json')) as f:
+        coco = json.load(f)
+    images = sorted(coco['images'], key=lambda img: img['id'])
+    keep = {img['id'] for img in images[::LABELED_EVERY]}
+    quarter = dict(coco, images=[img for img in images if img['id'] in keep],
+                   annotations=[a for a in coco['annotations'] if a['image_id'] in keep])
+    os.makedirs(out, exist_ok=True)
+    labeled_json = osp.join(out, f'train_labeled1of{LABELED_EVERY}.json')
+    with open(labeled_json, 'w') as f:
+        json.dump(quarter, f)
+    unlabeled = osp.join(out, 'train_unlabeled.txt')
+    with open(unlabeled, 'w') as f:
+        f.write('\n'.join(osp.join(root, 'train', img['file_name']) for img in images
+                          if img['id'] not in keep) + '\n')
+    return labeled_json, unlabeled
 
 
 # --- report -------------------------------------------------------------------------------
@@ -262,18 +330,24 @@ def main():
     args = parse_args()
     out = osp.abspath(args.out or osp.join(REPO, 'work_dirs', 'kd_gain', args.regime))
     start = time.time()
-    if args.regime == 'real':
-        runs = run_real(args, out)
+    try:
+        runs = (run_real(args, out) if args.regime.startswith('real') else
+                run_demo(args, out))
+    except RunFailedError as e:
+        sys.exit(f'[kd_gain] {e}\nrerun to resume it')
+    labels = (f'; labels on 1 in {LABELED_EVERY} training images, the others unlabeled '
+              '(plain and kd-out: the labeled ones only)' if args.regime.endswith('-unlabeled')
+              else '')
+    if args.regime.startswith('real'):
         title = (f'Real data, fine-tuning the official YOLOv5n (teacher: the same checkpoint, '
                  f'--t-cfg), mmyolo\'s COCO config and the COCO s-to-n distillation config, '
                  f'coco128 halves (train on one, evaluate on the other), '
                  f'{args.img_size} px, {args.epochs} epochs, seeds {args.seeds}')
     else:
-        runs = run_demo(args, out)
         title = (f'Demo task (make demo\'s data and schedules), YOLOv5-s teacher '
                  f'({DEMO_TASK["teacher_epochs"]} epochs) -> YOLOv5-n, {DEMO_TASK["epochs"]} '
                  f'epochs, seeds {args.seeds}')
-    report = summarise(runs, title)
+    report = summarise(runs, title + labels)
     plot(runs, osp.join(out, 'curves.png'), f'kd_gain: {args.regime}')
     with open(osp.join(out, 'report.md'), 'w') as f:
         f.write(report + '\n\n![val mAP per epoch](curves.png)\n')

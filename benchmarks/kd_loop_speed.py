@@ -37,18 +37,22 @@ import tempfile
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path.insert(0, osp.join(REPO, 'tools', 'misc'))  # the demo's run helpers
 
-from mmkd_yolo.apis.runs import Progress  # noqa: E402
+from train_runs import Progress  # noqa: E402
 
 TAIL = 'v61_fast_1xb16-40e_shapes-160.py'
 PLAIN = osp.join(REPO, 'configs', 'yolov5', f'yolov5_n-{TAIL}')
 KD = osp.join(REPO, 'configs', 'distill', 'yolov5', 'kd-out{}_yolov5_{}-to-n-' + TAIL)
 
-# name: (config, extra tools/train.py options; '{n}' is the official YOLOv5n)
+# name: (config, extra tools/train.py options; '{n}' is the official YOLOv5n, '{images}'
+# coco128's images)
 VARIANTS = {
     'plain n': (PLAIN, []),
     'kd-out n <- n': (KD.format('', 'n'), ['--t-weights', '{n}']),
+    # --unlabeled: the same batch of 16, 8 of them unlabeled (coco128's images again)
+    'kd-out n <- n, half unlabeled': (KD.format('', 'n'), [
+        '--t-weights', '{n}', '--unlabeled', '{images}', '--unlabeled-ratio', '0.5']),
     'kd-out n <- s': (KD.format('', 's'), []),
     'kd-out-cwd n <- s': (KD.format('-cwd', 's'), []),
     'kd-out n <- s, teacher fp32': (KD.format('', 's'), ['--t-precision', 'fp32']),
@@ -98,7 +102,7 @@ def variant_runs(args) -> dict:
 def run(args, name: str, work_dir: str, data: str, repo: str = REPO) -> dict:
     config, extra = VARIANTS[name]
     config = osp.join(repo, osp.relpath(config, REPO))
-    extra = [e.format(n=args.yolov5n) for e in extra]
+    extra = [e.format(n=args.yolov5n, images=osp.join(args.coco128, 'images')) for e in extra]
     cfg_opts = []
     if '--cfg-options' in extra:
         i = extra.index('--cfg-options')

@@ -8,7 +8,7 @@ from . import compat
 
 compat.apply()
 
-from . import algorithms, deploy, engine, fileio, losses, models  # noqa: E402,F401
+from . import algorithms, datasets, deploy, engine, fileio, losses, models  # noqa: E402,F401
 from .version import __version__  # noqa: E402
 
 __all__ = ['__version__']

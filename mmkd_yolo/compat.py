@@ -21,10 +21,17 @@ applied where it is needed and reported by ``make env`` (:data:`ACTIVE_MEASURES`
    gloo process group itself (the Runner then skips ``init_dist``). The CPU DDP wrapper
    (``device_ids=None``) is a registered module:
    :class:`mmkd_yolo.models.DistillDistributedDataParallel`.
+4. **The ``mmkd_yolo::`` config scope.** mmengine 0.10.7 reads ``pkg::path`` configs (in
+   ``_base_`` too) only for the packages of its own ``MODULE2PACKAGE`` table; this package
+   adds itself (:func:`register_config_scope`). Its ``get_installed_path`` also assumes
+   the package sits next to its ``dist-info``, which a PEP 660 editable install (``make
+   install``) breaks; :func:`installed_package_path` asks the import system instead.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os.path as osp
 import sys
 from typing import Iterator, List
 
@@ -124,14 +131,49 @@ def init_cpu_process_group() -> None:
         ACTIVE_MEASURES.append(measure)
 
 
+def installed_package_path(package: str) -> str:
+    """The folder of an installed package (its ``.mim`` holds its configs and tools).
+
+    mmengine's ``get_installed_path`` joins the ``dist-info`` location and the package
+    name: right for a package install, a non-existent folder for a PEP 660 editable one
+    (the sources stay in the checkout). Where that folder does not exist, the import
+    system's answer is taken.
+
+    Args:
+        package (str): An installed package's import name (e.g. ``mmyolo``).
+
+    Returns:
+        str: The package's folder.
+    """
+    from mmengine.utils import get_installed_path
+    path = get_installed_path(package)
+    if not osp.isdir(path):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin is not None:
+            return osp.dirname(spec.origin)
+    return path
+
+
+def register_config_scope() -> None:
+    """Let mmengine read ``mmkd_yolo::distill/yolov5/<name>.py`` (also in ``_base_``)."""
+    from mmengine.config import config as mmengine_config
+    from mmengine.config.utils import MODULE2PACKAGE
+    MODULE2PACKAGE.setdefault('mmkd_yolo', 'mmkd_yolo')
+    mmengine_config.get_installed_path = installed_package_path
+    ACTIVE_MEASURES.append(
+        "mmkd_yolo:: config scope registered with mmengine (editable installs found by "
+        'the import system)')
+
+
 _applied = False
 
 
 def apply() -> None:
-    """Apply the import-time measures (1 and 2) once; called by ``import mmkd_yolo``."""
+    """Apply the import-time measures (1, 2 and 4) once; called by ``import mmkd_yolo``."""
     global _applied
     if _applied:
         return
     import_mmrazor()
     _install_safe_checkpoint_loader()
+    register_config_scope()
     _applied = True

@@ -9,6 +9,9 @@ The others are children of mmengine's roots: the Runner looks them up by a scope
 (``'mmkd_yolo.YOLOv5DistillOptimizerConstructor'``) from mmyolo's scope, and mmengine
 resolves a scope prefix only among the root's direct children.
 """
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import \
@@ -23,7 +26,8 @@ MODELS = Registry(
     parent=MMRAZOR_MODELS,
     scope='mmkd_yolo',
     build_func=build_razor_model_from_cfg,
-    locations=['mmkd_yolo.algorithms', 'mmkd_yolo.losses', 'mmkd_yolo.deploy'])
+    locations=['mmkd_yolo.algorithms', 'mmkd_yolo.losses', 'mmkd_yolo.deploy',
+               'mmkd_yolo.models'])
 TASK_UTILS = Registry('task util', parent=MMRAZOR_TASK_UTILS, scope='mmkd_yolo')
 MODEL_WRAPPERS = Registry(
     'model_wrapper',
@@ -37,3 +41,12 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
     scope='mmkd_yolo',
     locations=['mmkd_yolo.engine'])
+DATASETS = Registry(
+    'dataset', parent=MMENGINE_DATASETS, scope='mmkd_yolo', locations=['mmkd_yolo.datasets'])
+DATA_SAMPLERS = Registry(
+    'data sampler',
+    parent=MMENGINE_DATA_SAMPLERS,
+    scope='mmkd_yolo',
+    locations=['mmkd_yolo.datasets'])
+FUNCTIONS = Registry(
+    'function', parent=MMENGINE_FUNCTIONS, scope='mmkd_yolo', locations=['mmkd_yolo.datasets'])

@@ -16,7 +16,9 @@ import os
 import os.path as osp
 import sys
 
-from mmkd_yolo.apis.deploy import detect, load_detector, load_onnx_detector
+from mmkd_yolo.apis.detector import load_detector
+from mmkd_yolo.apis.inference import detect
+from mmkd_yolo.apis.onnx_detector import load_onnx_detector
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError
 from mmkd_yolo.visualization import draw_detections
 

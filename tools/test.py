@@ -6,7 +6,7 @@
 import argparse
 import sys
 
-from mmkd_yolo.apis import (add_common_args, build_runner, init_distributed,
+from mmkd_yolo.apis import (add_common_args, build_runner, check_data_files, init_distributed,
                             prepare_test_cfg, set_local_rank)
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError
 
@@ -30,6 +30,7 @@ def main():
         cfg = prepare_test_cfg(args.config, args.checkpoint, work_dir=args.work_dir,
                                cfg_options=args.cfg_options, launcher=args.launcher,
                                data=args.data, img_size=args.img_size)
+        check_data_files(cfg, ('test_dataloader', ))
         init_distributed(cfg)
         runner = build_runner(cfg)
         return runner.test()

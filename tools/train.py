@@ -8,8 +8,8 @@ import argparse
 import sys
 
 # (importing mmkd_yolo applies its compat measures and registers its modules)
-from mmkd_yolo.apis import (add_common_args, add_distill_args, build_runner, init_distributed,
-                            prepare_train_cfg, set_local_rank)
+from mmkd_yolo.apis import (add_common_args, add_distill_args, build_runner, check_data_files,
+                            init_distributed, prepare_train_cfg, set_local_rank)
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 
 
@@ -37,7 +37,9 @@ def main():
             t_weights=args.t_weights, t_cfg=args.t_cfg,
             t_precision=args.t_precision, d_output=args.d_output,
             d_feature=args.d_feature, data=args.data, weights=args.weights,
-            img_size=args.img_size)
+            img_size=args.img_size, unlabeled=args.unlabeled,
+            unlabeled_ratio=args.unlabeled_ratio)
+        check_data_files(cfg, ('train_dataloader', 'val_dataloader'))
         init_distributed(cfg)
         runner = build_runner(cfg)
     except (ConfigError, CheckpointError, DataError) as e:

@@ -164,7 +164,10 @@ class YOLOv5Distill(SingleTeacherDistill):
         self.eval()
         x = torch.zeros(1, 3, 64, 64, device=next(self.student.parameters()).device)
         try:
-            self.teacher_forward(x)
+            # in float32 whatever teacher_precision says: the probe runs where the model is
+            # built (the CPU), before the Runner moves it; fp16 is for CUDA only
+            with torch.no_grad(), self.distiller.teacher_recorders:
+                self.teacher._forward(x)
             with self.distiller.student_recorders:
                 self.student._forward(x)
             for loss_name, mapping in self.distiller.loss_forward_mappings.items():
@@ -260,11 +263,27 @@ class YOLOv5Distill(SingleTeacherDistill):
             distillation is stopped, ``distill.<name>`` (or ``distill.<name>_<part>``).
         """
         losses: LossResults = {}
+        unlabeled = data_samples.get('unlabeled') if isinstance(data_samples, dict) else None
+        if unlabeled is not None:
+            # per-iteration counts, logged (no 'loss' in the names: not summed)
+            losses['data.labeled'] = (~unlabeled).sum().float()
+            losses['data.unlabeled'] = unlabeled.sum().float()
+            if not unlabeled.any():
+                unlabeled = None
+            elif self.distillation_stopped:
+                # nothing to learn from images without labels any more: leave them out
+                batch_inputs, data_samples = _labeled_part(batch_inputs, data_samples,
+                                                           unlabeled)
+                unlabeled = None
         if not self.distillation_stopped:
             self._cast_teacher(batch_inputs.device)
             self.teacher_forward(batch_inputs)
         with self.distiller.student_recorders:
-            student_losses = self.student(batch_inputs, data_samples, mode='loss')
+            if unlabeled is None:
+                student_losses = self.student(batch_inputs, data_samples, mode='loss')
+            else:
+                student_losses = self._labeled_student_loss(batch_inputs, data_samples,
+                                                            unlabeled)
         losses.update(add_prefix(student_losses, 'student'))
         if self.distillation_stopped:
             # The connectors get no gradient once distillation stops, and DDP (without
@@ -284,6 +303,35 @@ class YOLOv5Distill(SingleTeacherDistill):
         self._release_records()
         return losses
 
+    def _labeled_student_loss(self, batch_inputs: torch.Tensor, data_samples: dict,
+                              unlabeled: torch.Tensor) -> LossResults:
+        """The student's detection loss on the labeled images of a mixed batch.
+
+        The student runs on the whole batch (its recorded head outputs feed the
+        distillation losses on every image); mmyolo's YOLOv5 loss then sees only the
+        labeled images' outputs and boxes, so an unlabeled image adds no objectness
+        negatives and no class targets.
+
+        Args:
+            batch_inputs (Tensor): Images, shape (N, 3, H, W).
+            data_samples (dict): ``bboxes_labels`` (B, 6): image index, class, box;
+                ``img_metas``; ``unlabeled``.
+            unlabeled (Tensor): Bool, shape (N,), True for images without labels.
+
+        Returns:
+            dict[str, Tensor]: ``loss_cls``, ``loss_obj``, ``loss_bbox``.
+        """
+        student = self.student
+        cls_scores, bbox_preds, objectnesses = student.bbox_head(
+            student.extract_feat(batch_inputs))
+        keep, boxes, metas = _labeled_targets(data_samples, unlabeled)
+        if len(keep) == 0:  # no labeled image: a zero loss that keeps the graph
+            zero = sum(t.sum() for t in (*cls_scores, *bbox_preds, *objectnesses)) * 0
+            return dict(loss_cls=zero, loss_obj=zero, loss_bbox=zero)
+        return student.bbox_head.loss_by_feat(
+            [c[keep] for c in cls_scores], [b[keep] for b in bbox_preds],
+            [o[keep] for o in objectnesses], boxes, metas)
+
     def _release_records(self) -> None:
         """Drop the recorded tensors once the distillation losses are computed.
 
@@ -294,6 +342,31 @@ class YOLOv5Distill(SingleTeacherDistill):
         for manager in (self.distiller.student_recorders, self.distiller.teacher_recorders):
             for recorder in manager.recorders.values():
                 recorder.reset_data_buffer()
+
+
+def _labeled_targets(data_samples: dict, unlabeled: torch.Tensor) -> tuple:
+    """Which images of a batch are labeled, and their boxes and metas re-indexed to them.
+
+    Returns:
+        tuple: ``keep`` (K,) indexes of the labeled images, ``bboxes_labels`` (B, 6) with
+        image indexes 0..K-1, and the K ``img_metas``.
+    """
+    keep = (~unlabeled).nonzero().squeeze(1)
+    index = torch.full_like(unlabeled, -1, dtype=torch.long)
+    index[keep] = torch.arange(len(keep), device=keep.device)
+    boxes = data_samples['bboxes_labels']
+    new_index = index[boxes[:, 0].long()]
+    boxes = boxes[new_index >= 0].clone()  # (an unlabeled image has no boxes anyway)
+    boxes[:, 0] = new_index[new_index >= 0].to(boxes.dtype)
+    return keep, boxes, [data_samples['img_metas'][i] for i in keep.tolist()]
+
+
+def _labeled_part(batch_inputs: torch.Tensor, data_samples: dict,
+                  unlabeled: torch.Tensor) -> tuple:
+    """The labeled images of a batch, shape (K, 3, H, W), and their samples."""
+    keep, boxes, metas = _labeled_targets(data_samples, unlabeled)
+    return batch_inputs[keep], dict(data_samples, bboxes_labels=boxes, img_metas=metas,
+                                    unlabeled=unlabeled[keep])
 
 
 def _count(module: torch.nn.Module) -> str:

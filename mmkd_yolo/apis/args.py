@@ -35,6 +35,12 @@ def add_distill_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--t-precision', choices=['auto', 'fp32', 'bf16', 'fp16'],
                         help='teacher forward precision (model.teacher_precision; default '
                         'auto: bf16 on CPUs with AMX/AVX512-BF16, fp16/bf16 on CUDA)')
+    parser.add_argument('--unlabeled', action='append', metavar='PATH',
+                        help='images without labels to distil on (a folder, a glob, a .txt '
+                        'list; repeatable): each batch mixes them with labeled images, the '
+                        'detection loss sees only the labeled ones')
+    parser.add_argument('--unlabeled-ratio', type=float, metavar='R',
+                        help='share of each batch taken by unlabeled images (default 0.5)')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--d-output', action='store_true',
                       help='distill the head outputs only (drops feature parts)')

@@ -13,13 +13,15 @@ from ..models.detector_cfg import (load_detector_cfg, package_config_path,
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """Read a config file (or ``mmyolo::...``) with its overrides, detectors resolved.
+    """Read a config file (or ``mmyolo::...`` / ``mmkd_yolo::...``) with its overrides,
+    detectors resolved.
 
     ``dict(cfg_path=...)`` teacher / student configs are read here, once, so every later
     edit sees the detector configs themselves.
 
     Args:
-        path (str): A config file, or ``mmyolo::path/in/mmyolo/configs.py``.
+        path (str): A config file, or ``<package>::path/in/its/configs.py`` (mmyolo's,
+            or this package's own: ``mmkd_yolo::distill/yolov5/<name>.py``).
         cfg_options (dict, optional): ``--cfg-options`` overrides.
 
     Returns:
@@ -29,7 +31,8 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         path = package_config_path(path)
     if not osp.isfile(path):
         raise ConfigError(f'config file {path!r} does not exist; the ready ones are in '
-                          'configs/distill/yolov5/ and configs/yolov5/.')
+                          'configs/distill/yolov5/ and configs/yolov5/ (installed: '
+                          "'mmkd_yolo::distill/yolov5/<name>.py').")
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -1,11 +1,14 @@
 """``--data data.yaml``: point a config at an Ultralytics dataset."""
 from __future__ import annotations
 
+import os
+import os.path as osp
 from typing import Dict, Sequence
 
 from mmengine.config import Config
 
 from ..datasets import coco_json_for, load_data_yaml
+from ..errors import DataError
 from .config import inner_dataset, detector_cfgs
 
 
@@ -64,3 +67,37 @@ def set_datasets(cfg: Config, data: Dict, splits: Sequence[str] = ('train', 'val
             continue
         for evaluator in (evaluators if isinstance(evaluators, list) else [evaluators]):
             evaluator['ann_file'] = jsons['val']
+
+
+def check_data_files(cfg: Config, loaders: Sequence[str]) -> None:
+    """Stop before the run starts when an annotation file the run reads does not exist.
+
+    (mmengine would build the dataset first and fail deep inside pycocotools with a bare
+    ``FileNotFoundError``, after the models are built.)
+
+    Args:
+        cfg (Config): A training or test config.
+        loaders (Sequence[str]): The dataloaders the run uses (``train_dataloader``,
+            ``val_dataloader``, ``test_dataloader``); their evaluators are checked too.
+
+    Raises:
+        DataError: Naming the dataloader, the file, and how to give the data.
+    """
+    evaluators = {'val_dataloader': 'val_evaluator', 'test_dataloader': 'test_evaluator'}
+    for loader in loaders:
+        if not cfg.get(loader):
+            continue
+        dataset = inner_dataset(cfg[loader])
+        ann_file, root = dataset.get('ann_file') or '', dataset.get('data_root') or ''
+        files = [(f'{loader}.dataset', osp.join(root, ann_file) if ann_file else '')]
+        evaluator = cfg.get(evaluators.get(loader, ''))
+        for ev in (evaluator if isinstance(evaluator, list) else [evaluator] if evaluator
+                   else []):
+            files.append((evaluators[loader], ev.get('ann_file') or ''))
+        for where, path in files:
+            if path and '://' not in path and not osp.exists(path):
+                raise DataError(
+                    f'{where}: annotation file {path!r} does not exist (looked for from '
+                    f'{os.getcwd()}). Give your data with --data data.yaml (Ultralytics '
+                    f'layout), or point the config at a COCO-format set with --cfg-options '
+                    f'{loader}.dataset.data_root=DIR/ ({where}.ann_file=... for the file).')

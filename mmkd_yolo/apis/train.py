@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os.path as osp
-from typing import Optional
+from typing import Optional, Sequence
 
 from mmengine.config import Config
 from mmengine.logging import print_log
@@ -11,9 +11,10 @@ from mmengine.logging import print_log
 from ..errors import ConfigError
 from ..fileio import find_resume_checkpoint
 from .config import (apply_student_weights, apply_teacher_args, default_work_dir,
-                     load_config, set_img_size)
+                     is_distill_cfg, load_config, set_img_size)
 from .data import apply_data_yaml
 from .distill_switches import apply_distill_switches, refit_connectors
+from .unlabeled import DEFAULT_UNLABELED_RATIO, apply_unlabeled
 
 
 def prepare_train_cfg(config: str,
@@ -29,7 +30,9 @@ def prepare_train_cfg(config: str,
                       d_feature: bool = False,
                       data: Optional[str] = None,
                       weights: Optional[str] = None,
-                      img_size: Optional[int] = None) -> Config:
+                      img_size: Optional[int] = None,
+                      unlabeled: Optional[Sequence[str]] = None,
+                      unlabeled_ratio: Optional[float] = None) -> Config:
     """Everything ``tools/train.py`` does to a config before the Runner is built.
 
     No side effects beyond the config (and cached conversions): a multi-process launch
@@ -53,6 +56,10 @@ def prepare_train_cfg(config: str,
         data (str, optional): An Ultralytics ``data.yaml``: datasets and class count.
         weights (str, optional): The student's starting weights.
         img_size (int, optional): Train and evaluate at this size (px).
+        unlabeled (Sequence[str], optional): Images without labels to distil on
+            (folders, globs, ``.txt`` lists), added to a ``data.yaml``'s ``unlabeled``.
+        unlabeled_ratio (float, optional): Their share of each batch (default
+            :data:`DEFAULT_UNLABELED_RATIO`).
 
     Returns:
         Config: Ready for :func:`build_runner`.
@@ -60,8 +67,14 @@ def prepare_train_cfg(config: str,
     cfg = load_config(config, cfg_options)
     cfg.launcher = launcher
     apply_teacher_args(cfg, t_weights, t_cfg, t_precision)
+    sources = list(unlabeled or [])
     if data:
-        apply_data_yaml(cfg, data)
+        listed = apply_data_yaml(cfg, data)['unlabeled']
+        if listed and not is_distill_cfg(cfg):
+            print_log(f'{data}: its unlabeled images are not used: {config} is a plain '
+                      'detector config (they need a teacher).', 'current', logging.WARNING)
+        elif listed:
+            sources += listed
     if img_size:
         set_img_size(cfg, img_size)
     if weights:
@@ -70,6 +83,12 @@ def prepare_train_cfg(config: str,
         apply_distill_switches(cfg, d_output=d_output, d_feature=d_feature)
     if t_cfg:
         refit_connectors(cfg)  # the config's connectors were for its own teacher
+    if sources:
+        apply_unlabeled(cfg, sources, DEFAULT_UNLABELED_RATIO if unlabeled_ratio is None
+                        else unlabeled_ratio)
+    elif unlabeled_ratio is not None:
+        raise ConfigError('--unlabeled-ratio without unlabeled images: give them with '
+                          '--unlabeled PATH (or unlabeled: in the data.yaml).')
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:

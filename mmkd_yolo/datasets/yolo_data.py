@@ -73,11 +73,12 @@ def load_data_yaml(path: str) -> Dict:
     Args:
         path (str): ``data.yaml`` with ``path`` (optional root), ``train``, ``val`` (a
             folder, a ``.txt`` list of images, or a list of those) and ``names`` (list or
-            ``{id: name}``) and/or ``nc``.
+            ``{id: name}``) and/or ``nc``; optionally ``unlabeled`` (images without
+            labels for distillation, same forms, or globs).
 
     Returns:
-        dict: ``root``, ``train`` and ``val`` (lists of sources, absolute), ``names``
-        (list of str) and ``nc``.
+        dict: ``root``, ``train``, ``val`` and ``unlabeled`` (lists of sources,
+        absolute; ``unlabeled`` may be empty), ``names`` (list of str) and ``nc``.
 
     Raises:
         DataError: The file is missing, not YAML, or an entry is missing or of the wrong
@@ -139,7 +140,9 @@ def load_data_yaml(path: str) -> Dict:
                             'relative to path).')
         return [item if osp.isabs(item) else osp.join(root, item) for item in items]
 
-    return dict(root=root, train=sources('train'), val=sources('val'), names=names, nc=nc)
+    unlabeled = sources('unlabeled') if data.get('unlabeled') is not None else []
+    return dict(root=root, train=sources('train'), val=sources('val'), names=names, nc=nc,
+                unlabeled=unlabeled)
 
 
 def _class_names(path: str, names) -> List[str]:

@@ -8,7 +8,8 @@ from torch import Tensor
 class OnnxNonMaxSuppression(torch.autograd.Function):
     """Per-class NMS with ONNX's interface and result, exported as the ONNX op.
 
-    ``forward`` computes the same result in PyTorch (mmcv's NMS per batch and class), so the module also runs eagerly; ``symbolic`` emits ONNX's
+    ``forward`` computes the same result in PyTorch (mmcv's NMS per batch and class), so
+    the module also runs eagerly; ``symbolic`` emits ONNX's
     ``NonMaxSuppression`` (opset >= 11), which onnxruntime implements.
 
     Args (of ``apply``):

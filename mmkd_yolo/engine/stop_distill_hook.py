@@ -16,12 +16,12 @@ class StopDistillLastEpochsHook(StopDistillHook):
     """mmrazor's ``StopDistillHook``, with the stop counted from the end and scaled.
 
     mmrazor's hook takes an absolute ``stop_epoch``, written into a config as
-    ``max_epochs - 20``. Overriding ``train_cfg.max_epochs`` then leaves distillation on to the end, or
-    (the usual fine-tune of 20 epochs or fewer) switches it off for the whole run without a
-    word. This one computes the stop when training starts from the run's real length: the
-    last ``min(num_last_epochs, round(max_epochs * last_fraction))`` epochs (rounded half
-    up) train on the task loss alone (20 of mmyolo's 300 epochs, 2 of a 30-epoch fine-tune,
-    none of a 5-epoch one), and logs which epochs distil.
+    ``max_epochs - 20``. Overriding ``train_cfg.max_epochs`` then leaves distillation on to
+    the end, or (the usual fine-tune of 20 epochs or fewer) switches it off for the whole
+    run without a word. This one computes the stop when training starts from the run's
+    real length: the last ``min(num_last_epochs, round(max_epochs * last_fraction))``
+    epochs (rounded half up) train on the task loss alone (20 of mmyolo's 300 epochs, 2 of
+    a 30-epoch fine-tune, none of a 5-epoch one), and logs which epochs distil.
 
     Two other departures from mmrazor's hook: "Distillation has been stopped!" is logged
     once, not at every later epoch; and the ``distill.*`` scalars are removed from the

@@ -1,3 +1,4 @@
 from .distributed_data_parallel import DistillDistributedDataParallel
+from .yolov5_unlabeled_data_preprocessor import YOLOv5UnlabeledDataPreprocessor
 
-__all__ = ['DistillDistributedDataParallel']
+__all__ = ['DistillDistributedDataParallel', 'YOLOv5UnlabeledDataPreprocessor']

@@ -60,11 +60,13 @@ def package_config_path(cfg_path: str) -> str:
 
     (``mmengine.hub.get_config`` does the same but pip-installs a missing package.)
     """
-    from mmengine.utils import get_installed_path, is_installed
+    from mmengine.utils import is_installed
+
+    from ..compat import installed_package_path
     package, rel = cfg_path.split('::', 1)
     if not is_installed(package):
         raise ConfigError(f'{cfg_path!r} names package {package!r}, which is not installed.')
-    return osp.join(get_installed_path(package), '.mim', 'configs', rel)
+    return osp.join(installed_package_path(package), '.mim', 'configs', rel)
 
 
 def resolve_detector_cfg(model_cfg: Union[dict, ConfigDict]) -> ConfigDict:

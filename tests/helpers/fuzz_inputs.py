@@ -25,7 +25,7 @@ Families and their readers:
   checkpoints (state dicts, mmengine and distillation layouts, Ultralytics-like pickles)
   cut, garbled, or replaced by zips of other layouts, pickles naming ``os.system``,
   huge declared sizes, non-dict pickles;
-* ``onnx``: :func:`mmkd_yolo.apis.deploy.onnx_test_cfg` and ``load_onnx_detector`` on a
+* ``onnx``: :func:`mmkd_yolo.apis.onnx_detector.onnx_test_cfg` and ``load_onnx_detector`` on a
   tiny valid ONNX graph with generated metadata, or its bytes cut and garbled.
 """
 from __future__ import annotations
@@ -248,7 +248,7 @@ def read_checkpoint(path: str, options: dict) -> None:
 
 
 def read_onnx(path: str, options: dict) -> None:
-    from mmkd_yolo.apis.deploy import load_onnx_detector, onnx_test_cfg
+    from mmkd_yolo.apis.onnx_detector import load_onnx_detector, onnx_test_cfg
     onnx_test_cfg(path)
     load_onnx_detector(path)
 
@@ -957,7 +957,7 @@ def valid_onnx_meta() -> dict:
         from mmengine.config import Config
 
         from mmkd_yolo.apis.config import detector_cfgs
-        from mmkd_yolo.apis.deploy import TEST_KEYS
+        from mmkd_yolo.apis.detector import TEST_KEYS
         from mmkd_yolo.deploy.protocol import protocol_from_cfg
         cfg = _config(STUDENT_CONFIG)
         test_cfg = Config({k: cfg[k] for k in TEST_KEYS if k in cfg})

@@ -346,3 +346,78 @@ def test_stopped_distillation_keeps_connectors_in_the_graph(batch):
     total.backward()
     grads = [p.grad for p in model.distiller.connectors.parameters()]
     assert grads and all(g is not None and not g.any() for g in grads)
+
+
+def mixed(model, batch, n_unlabeled=2):
+    """The preprocessed batch plus ``n_unlabeled`` of its images again, as images without
+    labels (no boxes, marked in ``unlabeled``), as --unlabeled batches come."""
+    data = model.data_preprocessor(copy.deepcopy(batch), True)
+    inputs, samples = data['inputs'], data['data_samples']
+    n = len(inputs)
+    unlabeled = torch.tensor([False] * n + [True] * n_unlabeled)
+    samples = dict(samples, img_metas=samples['img_metas'] + samples['img_metas'][:n_unlabeled],
+                   unlabeled=unlabeled)
+    return torch.cat([inputs, inputs[:n_unlabeled]]), samples, data
+
+
+def test_unlabeled_images_add_no_detection_loss_and_are_distilled(batch):
+    """The student's detection loss of a mixed batch is that of its labeled images alone
+    (BN in eval mode, so the other images do not change the features); treated as
+    background, the same images would change it. The distillation loss covers all."""
+    model, _ = build(KD_OUT_S2N)
+    model.eval()
+    inputs, samples, labeled_only = mixed(model, batch)
+    with torch.no_grad():
+        got = model.loss(inputs, samples)
+        alone = model.loss(labeled_only['inputs'], labeled_only['data_samples'])
+        as_background = model.loss(inputs, dict(samples, unlabeled=torch.zeros(6).bool()))
+        unmasked = model.loss(inputs, {k: v for k, v in samples.items() if k != 'unlabeled'})
+    assert got['data.labeled'].item() == 4 and got['data.unlabeled'].item() == 2
+    for key in ('student.loss_cls', 'student.loss_obj', 'student.loss_bbox'):
+        assert got[key].item() > 0.01
+        assert torch.allclose(got[key], alone[key], rtol=1e-5), key
+    assert as_background['student.loss_obj'].item() != pytest.approx(
+        got['student.loss_obj'].item(), rel=1e-3)
+    distill = [k for k in got if k.startswith('distill.')]
+    assert distill and all(torch.allclose(got[k], unmasked[k], rtol=1e-5) for k in distill)
+    assert any(not torch.allclose(got[k], alone[k], rtol=1e-3) for k in distill)
+
+
+def test_unlabeled_images_left_out_once_distillation_stops(batch):
+    model, _ = build(KD_OUT_S2N)
+    model.eval()
+    model.distillation_stopped = True
+    inputs, samples, labeled_only = mixed(model, batch)
+    seen = []
+    handle = model.student.backbone.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].shape[0]))
+    with torch.no_grad():
+        got = model.loss(inputs, samples)
+        alone = model.loss(labeled_only['inputs'], labeled_only['data_samples'])
+    handle.remove()
+    assert seen == [4, 4]  # the two unlabeled images never reached the student
+    assert not [k for k in got if k.startswith('distill.')]
+    assert got['data.unlabeled'].item() == 2
+    for key in ('student.loss_cls', 'student.loss_obj', 'student.loss_bbox'):
+        assert torch.allclose(got[key], alone[key], rtol=1e-5), key
+
+
+def test_mixed_batch_gradients_reach_the_student(batch):
+    model, _ = build(KD_OUT_S2N)
+    model.train()
+    inputs, samples, _ = mixed(model, batch)
+    total, _ = model.parse_losses(model.loss(inputs, samples))
+    total.backward()
+    grads = [p.grad for p in model.student.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+    assert all(p.grad is None for p in model.teacher.parameters())
+
+
+def test_fp16_teacher_builds_on_cpu_and_is_refused_where_it_runs(batch):
+    """The model is built on the CPU and moved by the Runner afterwards: teacher_precision
+    fp16 (CUDA only) must not fail at build time (the width probe runs in float32, and
+    resolves no precision), only when the teacher runs on a CPU."""
+    model, _ = build(KD_CWD_S2N, teacher_precision='fp16')
+    assert model._teacher_dtype == {}  # nothing resolved (or logged) for the build's CPU
+    with pytest.raises(ConfigError, match='fp16 is for CUDA'):
+        run_loss(model, batch)

@@ -112,8 +112,8 @@ def test_prepare_train_cfg_work_dir_and_resume(tmp_path):
 def test_neck_widths():
     assert neck_widths(load_detector_cfg(STUDENT_N)) == [64, 128, 256]
     assert neck_widths(load_detector_cfg(TEACHER_S)) == [128, 256, 512]
-    assert neck_widths(load_detector_cfg('mmyolo::yolov5/yolov5_x-v61_syncbn_fast_8xb16-300e_coco.py')) \
-        == [320, 640, 1280]
+    x = load_detector_cfg('mmyolo::yolov5/yolov5_x-v61_syncbn_fast_8xb16-300e_coco.py')
+    assert neck_widths(x) == [320, 640, 1280]
 
 
 @pytest.mark.parametrize('path', sorted(glob.glob(osp.join(CONFIGS, 'distill', 'yolov5', '*.py'))),

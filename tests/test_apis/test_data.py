@@ -18,7 +18,8 @@ def test_apply_sets_datasets_and_class_counts(tmp_path, monkeypatch):
     apply_data_yaml(cfg, data)
     for model in (cfg.model.architecture, cfg.model.teacher):
         assert model.bbox_head.head_module.num_classes == 2
-    assert cfg.model.architecture.bbox_head.loss_cls.loss_weight == pytest.approx(old_w * 2 / old_nc)
+    assert cfg.model.architecture.bbox_head.loss_cls.loss_weight == pytest.approx(
+        old_w * 2 / old_nc)
     assert cfg.train_dataloader.dataset.metainfo.classes == ('cat', 'dog')
     assert cfg.val_evaluator.ann_file == cfg.val_dataloader.dataset.ann_file
     assert osp.isfile(cfg.train_dataloader.dataset.ann_file)
@@ -43,3 +44,24 @@ def test_malformed_data_yaml_is_a_data_error_and_config_untouched(tmp_path, monk
     with pytest.raises(DataError, match='data.yaml'):
         apply_data_yaml(cfg, str(tmp_path / 'data.yaml'))
     assert cfg.pretty_text == before
+
+
+def test_missing_annotation_file_is_named_before_the_run(tmp_path, monkeypatch):
+    """The CPU-scale configs read data/shapes/ under the current folder: where it is not,
+    the error names the dataloader, the file and the fix; with the data it passes."""
+    from mmkd_yolo.apis import check_data_files
+    from mmkd_yolo.datasets import make_shapes_dataset
+    from mmkd_yolo.errors import DataError
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(KD_OUT_S2N)
+    with pytest.raises(DataError, match=r"train_dataloader.dataset: annotation file "
+                       r"'data/shapes/annotations/train.json' does not exist.*--data"):
+        check_data_files(cfg, ('train_dataloader', 'val_dataloader'))
+    make_shapes_dataset(str(tmp_path / 'data' / 'shapes'), num_train=2, num_val=2,
+                        img_size=32, seed=0)
+    check_data_files(cfg, ('train_dataloader', 'val_dataloader', 'test_dataloader'))
+    cfg.val_evaluator.ann_file = 'data/shapes/annotations/nothing.json'
+    with pytest.raises(DataError, match=r"val_evaluator: annotation file "
+                       r"'data/shapes/annotations/nothing.json'"):
+        check_data_files(cfg, ('train_dataloader', 'val_dataloader'))
+    check_data_files(cfg, ('train_dataloader', 'test_dataloader'))  # val not used: fine

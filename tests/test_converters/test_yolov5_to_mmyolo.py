@@ -233,7 +233,7 @@ def test_autoanchored_checkpoint_is_refused_where_boxes_are_decoded(tmp_path, mo
     """AutoAnchor changes anchors, not tensor shapes: tools/test.py, export and infer
     (and the teacher) refuse such a .pt for a config with other anchors; --weights warns."""
     from mmkd_yolo.apis import prepare_test_cfg
-    from mmkd_yolo.apis.deploy import load_detector
+    from mmkd_yolo.apis.detector import load_detector
     from ..helpers.ultralytics_pt import ANCHORS, write_ultralytics_pt
     monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
     cfg = load_detector_cfg(STUDENT_N)

@@ -8,8 +8,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmkd_yolo.apis.deploy import (detect, export_detector_onnx, load_detector,
-                                   load_onnx_detector, onnx_test_cfg, onnx_test_runner)
+from mmkd_yolo.apis.detector import load_detector
+from mmkd_yolo.apis.inference import detect
+from mmkd_yolo.apis.onnx_detector import (export_detector_onnx, load_onnx_detector,
+                                          onnx_test_cfg, onnx_test_runner)
 from mmkd_yolo.deploy import YOLOv5ExportModel, read_meta
 from mmkd_yolo.deploy.onnx_export import META_KEY
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError

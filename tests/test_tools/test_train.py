@@ -240,3 +240,36 @@ def test_plain_student_learns_with_weights_and_img_size(shapes_dir, tmp_path):
     assert len(losses) == 16
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.95 * first, [round(x, 3) for x in losses]
+
+
+def test_train_with_unlabeled_images(shapes_dir, tmp_path):
+    """--unlabeled end to end: the sources' sizes at the start, each iteration's count
+    of each kind in the log and scalars, an epoch as long as the labeled set makes it;
+    check_config.py takes the option too; a plain config refuses it by name."""
+    import cv2
+    import numpy as np
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        cv2.imwrite(str(frames / f'f{i}.jpg'), rng.integers(0, 255, (64, 64, 3), np.uint8))
+    work_dir = tmp_path / 'work'
+    opts = quick_options(work_dir)  # batch 4 of the 8 labeled images
+    out = run_tool([osp.join(REPO, 'tools', 'train.py'), KD_OUT_S2N, '--unlabeled',
+                    str(frames), '--unlabeled-ratio', '0.25', '--cfg-options'] +
+                   cli_options(opts), cwd=shapes_dir)
+    assert '--unlabeled: 6 images' in out
+    assert 'sources: 8 labeled images, 6 unlabeled; each batch of 4: 3 labeled + 1 ' \
+        'unlabeled; an epoch is 3 iterations' in out
+    train_rows = [r for r in scalars(str(work_dir)) if 'student.loss_cls' in r]
+    assert len(train_rows) == 6  # 2 epochs x 3 iterations
+    assert {(r['data.labeled'], r['data.unlabeled']) for r in train_rows} == {(3.0, 1.0)}
+    assert all(r['distill.loss_out_obj'] > 0 for r in train_rows)
+    out = run_tool([osp.join(REPO, 'tools', 'misc', 'check_config.py'), KD_OUT_S2N,
+                    '--unlabeled', str(frames)], cwd=shapes_dir)
+    assert '--unlabeled: 6 images' in out and '8 labeled (detection and distillation' in out
+    proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'train.py'), STUDENT_N,
+                           '--unlabeled', str(frames)], cwd=shapes_dir, capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and 'needs a distillation config' in proc.stderr
+    assert 'Traceback' not in proc.stderr

@@ -18,7 +18,7 @@ import os
 import os.path as osp
 import sys
 
-from mmkd_yolo.apis.deploy import export_detector_onnx
+from mmkd_yolo.apis.onnx_detector import export_detector_onnx
 from mmkd_yolo.deploy import OPSET
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError
 

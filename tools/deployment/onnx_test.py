@@ -13,7 +13,7 @@ with the config's rectangular batch shapes, exactly as tools/test.py.
 import argparse
 import sys
 
-from mmkd_yolo.apis.deploy import onnx_test_runner
+from mmkd_yolo.apis.onnx_detector import onnx_test_runner
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError
 
 

@@ -1,7 +1,8 @@
 """Dry-run a distillation config in seconds: build, one generated batch, a summary.
 
     python tools/misc/check_config.py CONFIG [--t-weights W] [--t-cfg C] [--data D]
-        [--weights W] [--d-output | --d-feature] [--img-size 320] [--cfg-options k=v ...]
+        [--weights W] [--d-output | --d-feature] [--img-size 320] [--unlabeled PATH]
+        [--cfg-options k=v ...]
 
 Prints which epochs of the schedule distil, teacher and student sizes (parameters,
 GFLOPs), each recorder's source and recorded shape, each connector's channels, each loss
@@ -35,7 +36,9 @@ def main():
                                 t_weights=args.t_weights, t_cfg=args.t_cfg,
                                 t_precision=args.t_precision,
                                 d_output=args.d_output, d_feature=args.d_feature,
-                                data=args.data, weights=args.weights, img_size=args.img_size)
+                                data=args.data, weights=args.weights, img_size=args.img_size,
+                                unlabeled=args.unlabeled,
+                                unlabeled_ratio=args.unlabeled_ratio)
         if not is_distill_cfg(cfg):
             raise ConfigError(f'{args.config} is not a distillation config (no teacher).')
         lines = dry_run(cfg, img_size=img_size, batch_size=args.batch_size)

@@ -12,25 +12,32 @@ Steps (each resumable: rerunning skips what finished and resumes what was interr
 5. evaluate all three (mAP, parameters, GFLOPs, CPU ms per image) and write
    ``work_dirs/demo/report.md`` with ``curves.png`` (both students' val mAP and losses per
    epoch) and ``detections.png`` (val images with each model's detections side by side).
+
+Outputs go under the current directory (``data/shapes_demo_*``, ``work_dirs/demo``), as
+mmengine's ``work_dirs``. The runs are ``train_runs.py``'s, the pictures
+``demo_plots.py``'s and the report ``demo_report.py``'s (all beside this file).
 """
 from __future__ import annotations
 
 import argparse
-import warnings
 import json
 import os
 import os.path as osp
-import statistics
 import sys
 import time
+import warnings
+from typing import Callable
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO)
+# the demo's helpers sit beside it (in a checkout and in an installed package's .mim/tools)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from mmkd_yolo.apis.runs import (DEMO_KD_CFG, DEMO_STUDENT_CFG,  # noqa: E402
-                                 DEMO_TASK, DEMO_TEACHER_CFG, DEMO_WORK_DIR, demo_data,
-                                 demo_data_options, demo_run_dirs, fmt_seconds,
-                                 loss_history, schedule_options, train_run, val_history)
+from demo_plots import draw_grid, plot_curves  # noqa: E402
+from demo_report import measure, results_table, write_report  # noqa: E402
+from train_runs import (DEMO_KD_CFG, DEMO_STUDENT_CFG, DEMO_TASK,  # noqa: E402
+                        DEMO_TEACHER_CFG, DEMO_WORK_DIR, RunFailedError, demo_data,
+                        demo_data_options, demo_run_dirs, fmt_seconds, schedule_options,
+                        train_run, val_history)
+
 #: ``FAST=1``: the same steps on a tiny schedule (distillation stops for the last epoch
 #: only, so that the smoke run distills).
 FAST_TASK = dict(num_train=64, num_val=32, img_size=160, data_seed=0, teacher_epochs=6,
@@ -40,7 +47,9 @@ FAST_KD_OPTIONS = ['custom_hooks.1.num_last_epochs=1']
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--work-dir', default=DEMO_WORK_DIR)
+    parser.add_argument('--work-dir', default=DEMO_WORK_DIR,
+                        help='runs and report (default: %(default)s, under the current '
+                        'directory)')
     parser.add_argument('--fast', action='store_true',
                         help='tiny schedule, same steps and outputs (make demo FAST=1)')
     parser.add_argument('--seed', type=int, default=0, help="the students' seed")
@@ -48,11 +57,16 @@ def parse_args():
 
 
 def say(msg: str) -> None:
+    """Print a ``[demo]`` line at once."""
     print(f'[demo] {msg}', flush=True)
 
 
-def progress_printer(name: str):
-    """One progress line per logged iteration, at most every 10 s."""
+def progress_printer(name: str) -> Callable[[str], None]:
+    """One progress line per logged iteration, at most every 10 s.
+
+    Args:
+        name (str): The run's name in the lines.
+    """
     last = [0.0]
 
     def show(line: str) -> None:
@@ -63,6 +77,11 @@ def progress_printer(name: str):
 
 
 def make_data(task: dict) -> str:
+    """Step 1: the demo set's folder, generated unless it exists.
+
+    Args:
+        task (dict): ``DEMO_TASK`` or ``FAST_TASK``.
+    """
     start = time.time()
     root = demo_data(task)
     took = time.time() - start
@@ -73,91 +92,16 @@ def make_data(task: dict) -> str:
 
 
 def last_checkpoint(work_dir: str, epochs: int) -> str:
+    """The final checkpoint of a finished run (exits with the fix if it is missing).
+
+    Args:
+        work_dir (str): The run's work dir.
+        epochs (int): The run's epochs.
+    """
     path = osp.join(work_dir, f'epoch_{epochs}.pth')
     if not osp.isfile(path):
         sys.exit(f'[demo] {path} is missing: delete {work_dir} and rerun')
     return path
-
-
-# --- evaluation ----------------------------------------------------------------------------
-def measure(model, img_size: int) -> dict:
-    """Parameters, GFLOPs per image and median CPU ms of the network per image (batch 1,
-    backbone + neck + head; pre-processing and NMS left out: NMS time depends on how many
-    boxes a half-trained model scores above the threshold, not on the model)."""
-    import torch
-
-    from mmkd_yolo.apis.dry_run import conv_gflops
-    params = sum(p.numel() for p in model.parameters())
-    x = torch.rand(1, 3, img_size, img_size)
-    gflops = conv_gflops(model, model._forward, x)
-    times = []
-    # Trained YOLOv5 nets produce denormal activations; x86 CPUs handle them up to 30x
-    # slower (measured here: 1360 ms vs 43 ms), which says nothing about the model.
-    # Deployment runtimes flush them to zero; so does this measurement.
-    torch.set_flush_denormal(True)
-    with torch.no_grad():
-        for i in range(25):
-            start = time.perf_counter()
-            model._forward(x)
-            if i >= 5:  # warm-up first
-                times.append((time.perf_counter() - start) * 1000)
-    return dict(params=params, gflops=gflops, ms=statistics.median(times))
-
-
-def draw_grid(models, images, classes, out: str, score_thr: float = 0.3) -> None:
-    """Rows: val images; columns: ground truth, then each model's detections."""
-    import cv2
-    import numpy as np
-
-    from mmkd_yolo.apis.deploy import detect
-    from mmkd_yolo.visualization import draw_boxes
-    scale = 3
-    rows = []
-    for path, gt in images:
-        img = cv2.imread(path)
-        big = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        columns = [('ground truth', [(b, c, None) for b, c in gt])]
-        for name, model in models:
-            _, pred = next(detect(model, [path]))
-            keep = pred.scores >= score_thr
-            columns.append((name, [(b.tolist(), int(c), float(s)) for b, c, s in zip(
-                pred.bboxes[keep], pred.labels[keep], pred.scores[keep])]))
-        panels = []
-        for title, boxes in columns:
-            panel = draw_boxes(big, boxes, classes, scale=scale)
-            header = np.full((28, panel.shape[1], 3), 255, np.uint8)
-            cv2.putText(header, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
-            panels.append(np.vstack([header, panel]))
-        rows.append(np.hstack([np.pad(p, ((2, 2), (2, 2), (0, 0)), constant_values=255)
-                               for p in panels]))
-    cv2.imwrite(out, np.vstack(rows))
-
-
-def plot_curves(runs, out: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, (ax_map, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, work_dir in runs:
-        hist = val_history(work_dir)
-        ax_map.plot([h['epoch'] for h in hist], [h['mAP'] for h in hist], marker='o',
-                    label=name)
-        colour = ax_map.lines[-1].get_color()
-        for part, style in (('bbox', '-'), ('obj', '--'), ('cls', ':')):
-            # the distilled run logs its detection losses as student.loss_*
-            losses = loss_history(work_dir, f'student.loss_{part}') or \
-                loss_history(work_dir, f'loss_{part}')
-            ax_loss.plot(list(losses), list(losses.values()), style, color=colour,
-                         label=f'{name}: loss_{part}')
-    ax_map.set(xlabel='epoch', ylabel='val mAP@.5:.95', title='students: val mAP')
-    ax_loss.set(xlabel='epoch', ylabel='mean per epoch',
-               title='students: detection losses (distillation parts not included)')
-    for ax in (ax_map, ax_loss):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
 
 
 def main():
@@ -187,8 +131,11 @@ def main():
     for title, role, config, work_dir, extra, schedule in steps:
         epochs = te if role == 'teacher' else ep
         say(f'{title}: {epochs} epochs, log in {work_dir}/train.log')
-        took = train_run(work_dir, config, size + extra, schedule + opts,
-                         on_progress=progress_printer(title.split(' ', 1)[1]))
+        try:
+            took = train_run(work_dir, config, size + extra, schedule + opts,
+                             on_progress=progress_printer(title.split(' ', 1)[1]))
+        except RunFailedError as e:
+            sys.exit(f'[demo] {title}: {e}\nrerun to resume it')
         timings[role] = took
         say(f'{title}: ' + (f'done in {fmt_seconds(took)}' if took else
                             'trained before with the same data and schedule, reused'))
@@ -197,7 +144,7 @@ def main():
     start = time.time()
     import torch
 
-    from mmkd_yolo.apis.deploy import load_detector
+    from mmkd_yolo.apis.detector import load_detector
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     with open(osp.join(root, 'annotations', 'val.json')) as f:
         val = json.load(f)
@@ -224,36 +171,14 @@ def main():
                 osp.join(args.work_dir, 'curves.png'))
     timings['evaluation'] = time.time() - start
 
-    plain, kd = rows[1], rows[2]
-    lines = [
-        f'# mmkd_yolo demo{" (FAST=1 smoke run)" if args.fast else ""}', '',
-        f'Generated shapes, {len(classes)} classes, {task["num_train"]} train / '
-        f'{task["num_val"]} val images of {task["img_size"]} px; seed {args.seed}. '
-        'CPU ms: median of 20 forward passes of the network, batch 1, '
-        f'{torch.get_num_threads()} threads, denormals flushed to zero (pre-processing and '
-        'NMS not included).', '',
-        '| model | epochs | mAP@.5:.95 | mAP@.5 | parameters | GFLOPs | CPU ms / image |',
-        '|---|---|---|---|---|---|---|']
-    for r in rows:
-        lines.append(f'| {r["name"]} | {r["epochs"]} | {r["mAP"]:.3f} | {r["mAP50"]:.3f} | '
-                     f'{r["params"] / 1e6:.2f}M | {r["gflops"]:.2f} | {r["ms"]:.1f} |')
-    diff = kd['mAP'] - plain['mAP']
-    lines += ['', f'**Distilled minus alone: {100 * diff:+.1f} points mAP@.5:.95, '
-              f'{100 * (kd["mAP50"] - plain["mAP50"]):+.1f} points mAP@.5** (one seed; '
-              '`benchmarks/kd_gain.py demo` repeats it over seeds).', '',
-              '| step | time |', '|---|---|']
-    for role, seconds in timings.items():
-        lines.append(f'| {role} | {fmt_seconds(seconds) if seconds else "reused"} |')
-    lines += [f'| total | {fmt_seconds(time.time() - begin)} |', '',
-              '![val mAP and losses per epoch](curves.png)', '',
-              '![detections: ground truth, teacher, student alone, student distilled]'
-              '(detections.png)', '']
     report = osp.join(args.work_dir, 'report.md')
-    with open(report, 'w') as f:
-        f.write('\n'.join(lines))
-    print('\n' + '\n'.join(lines[4:4 + 2 + len(rows)]) + '\n')
+    total = time.time() - begin
+    write_report(report, rows, timings, task, num_classes=len(classes), seed=args.seed,
+                 fast=args.fast, threads=torch.get_num_threads(), total_seconds=total)
+    print('\n' + '\n'.join(results_table(rows)) + '\n')
+    diff = rows[2]['mAP'] - rows[1]['mAP']
     say(f'distillation changed the student by {100 * diff:+.1f} points mAP@.5:.95; report: '
-        f'{report} (with curves.png and detections.png), total {fmt_seconds(time.time() - begin)}')
+        f'{report} (with curves.png and detections.png), total {fmt_seconds(total)}')
 
 
 if __name__ == '__main__':

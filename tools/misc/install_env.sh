@@ -134,6 +134,11 @@ fi
 say "installing mmkd_yolo (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e . >"$VENV/.mmkd_yolo-pip.log" 2>&1 \
   || { tail -n 30 "$VENV/.mmkd_yolo-pip.log" >&2; die "pip install -e . failed"; }
+# mim and mmengine's `mmkd_yolo::` scope look for a package at <dist-info folder>/mmkd_yolo,
+# which an editable (PEP 660) install leaves empty: a link there gives the checkout the
+# layout of a package install (`mim train mmkd_yolo ...` works from here too).
+SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+[[ -e "$SITE/mmkd_yolo" && ! -L "$SITE/mmkd_yolo" ]] || ln -sfn "$ROOT/mmkd_yolo" "$SITE/mmkd_yolo"
 "$PY" -c 'import mmkd_yolo' || die "'import mmkd_yolo' failed in $VENV"
 echo "$STAMP_SRC" > "$STAMP"
 say "ready: $VENV ($("$PY" -c 'import torch; print("torch", torch.__version__)'))"

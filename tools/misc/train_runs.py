@@ -3,10 +3,17 @@
 Each run is a subprocess with its own log and work dir; a finished run leaves ``DONE``
 and is skipped next time, an interrupted one is resumed from its newest complete
 checkpoint.
+
+Paths to the tools and configs are taken from this file's place, which is the same in a
+checkout (``tools/misc/``, ``configs/``) and in an installed package
+(``mmkd_yolo/.mim/tools/misc/``, ``mmkd_yolo/.mim/configs/``). What the runs write (work
+dirs, the generated demo set) goes under the current directory, as mmengine's
+``work_dirs/`` does: an installed package's folder is no place for outputs.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import os.path as osp
@@ -16,14 +23,25 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TRAIN = osp.join(REPO, 'tools', 'train.py')
+TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TRAIN = osp.join(TOOLS, 'train.py')
+CONFIGS = osp.join(osp.dirname(TOOLS), 'configs')
 _ITER = re.compile(r'Epoch\(train\)\s+\[(\d+)\]\[\s*(\d+)/(\d+)\]'
                    r'.*?eta: ([\d:]+(?: days?, [\d:]+)?)')
 
 
+class RunFailedError(RuntimeError):
+    """A ``tools/train.py`` run exited with an error; the message ends with its log's tail."""
+
+
 def schedule_options(epochs: int, val_interval: int, seed: int) -> List[str]:
-    """``--cfg-options`` of a shorter schedule of the CPU-scale configs."""
+    """``--cfg-options`` of a shorter schedule of the CPU-scale configs.
+
+    Args:
+        epochs (int): Training epochs (the LR schedule's length too).
+        val_interval (int): Epochs between validations and checkpoints.
+        seed (int): The run's random seed.
+    """
     return [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={val_interval}',
             f'default_hooks.param_scheduler.max_epochs={epochs}',
             f'default_hooks.checkpoint.interval={val_interval}',
@@ -34,6 +52,9 @@ def train_run(work_dir: str, config: str, args: List[str], options: List[str],
               on_progress: Optional[Callable[[str], None]] = None) -> float:
     """One ``tools/train.py`` run; seconds taken, 0 when it had finished before.
 
+    The run is started in the current directory, so relative paths in ``work_dir``,
+    ``args`` and ``options`` mean the same to it as to the caller.
+
     Args:
         work_dir (str): The run's work dir (log in ``train.log``).
         config (str): Config file.
@@ -41,6 +62,10 @@ def train_run(work_dir: str, config: str, args: List[str], options: List[str],
         options (list[str]): ``--cfg-options`` entries.
         on_progress (callable, optional): Called with a short line (epoch, iteration,
             mmengine's ETA) for each logged training iteration.
+
+    Raises:
+        RunFailedError: The run exited with an error (its work dir is kept, so that the
+            next call resumes it).
     """
     done = osp.join(work_dir, 'DONE')
     if osp.isfile(done):
@@ -51,28 +76,34 @@ def train_run(work_dir: str, config: str, args: List[str], options: List[str],
            '--cfg-options', *options]
     max_epochs = next((o.split('=')[1] for o in options if o.startswith('train_cfg.max_epochs=')),
                       '?')
+    log_file = osp.join(work_dir, 'train.log')
     start = time.time()
-    with open(osp.join(work_dir, 'train.log'), 'a') as log:
+    with open(log_file, 'a') as log:
         log.write(' '.join(cmd) + '\n')
         log.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=REPO)
+                                text=True)
         for line in proc.stdout:
             log.write(line)
             m = _ITER.search(line)
             if m and on_progress:
                 on_progress(f'epoch {m.group(1)}/{max_epochs}, iteration '
                             f'{m.group(2)}/{m.group(3)}, eta {m.group(4)}')
-        if proc.wait() != 0:
-            tail = ''.join(open(osp.join(work_dir, 'train.log')).readlines()[-15:])
-            sys.exit(f'run failed (exit {proc.returncode}): {work_dir}/train.log ends with:\n'
-                     f'{tail}')
+        returncode = proc.wait()
+    if returncode != 0:
+        with open(log_file) as f:
+            tail = ''.join(f.readlines()[-15:])
+        raise RunFailedError(f'run failed (exit {returncode}): {log_file} ends with:\n{tail}')
     open(done, 'w').close()
     return time.time() - start
 
 
 def val_history(work_dir: str) -> List[dict]:
-    """Every validation of a run: ``{'epoch', 'mAP', 'mAP50'}``, in order."""
+    """Every validation of a run: ``{'epoch', 'mAP', 'mAP50'}``, in order.
+
+    Args:
+        work_dir (str): The run's work dir (mmengine's ``*/vis_data/scalars.json``).
+    """
     rows = []
     for rec in _scalars(work_dir):
         if 'coco/bbox_mAP' in rec:
@@ -83,8 +114,12 @@ def val_history(work_dir: str) -> List[dict]:
 
 
 def loss_history(work_dir: str, key: str = 'loss') -> Dict[int, float]:
-    """Mean training loss per epoch (``key``: ``loss`` or a part such as
-    ``student.loss_bbox``)."""
+    """Mean training loss per epoch.
+
+    Args:
+        work_dir (str): The run's work dir.
+        key (str): ``loss`` or a part such as ``student.loss_bbox``.
+    """
     per_epoch: Dict[int, List[float]] = {}
     for rec in _scalars(work_dir):
         if key in rec and 'epoch' in rec:
@@ -101,13 +136,19 @@ def _scalars(work_dir: str) -> List[dict]:
 
 
 class Progress:
-    """``[k/n] name: took 2m10s, ETA 14m`` lines from the runs actually trained."""
+    """``[k/n] name: took 2m10s, ETA 14m`` lines from the runs actually trained.
+
+    Args:
+        total (int): Number of runs.
+        prefix (str): Tag of each line (the script's name).
+    """
 
     def __init__(self, total: int, prefix: str) -> None:
         self.total, self.prefix = total, prefix
         self.done, self.spent, self.trained = 0, 0.0, 0
 
     def step(self, name: str, seconds: float) -> None:
+        """Print one run's line; ``seconds`` 0: it had finished before."""
         self.done += 1
         if seconds:
             self.spent += seconds
@@ -120,6 +161,7 @@ class Progress:
 
 
 def fmt_seconds(seconds: float) -> str:
+    """``2m05s``."""
     m, s = divmod(int(round(seconds)), 60)
     return f'{m}m{s:02d}s'
 
@@ -129,25 +171,34 @@ def fmt_seconds(seconds: float) -> str:
 DEMO_TASK = dict(num_train=512, num_val=128, img_size=160, data_seed=0, teacher_epochs=40,
                  epochs=30, val_interval=5)
 _CPU_TAIL = 'v61_fast_1xb16-40e_shapes-160.py'
-DEMO_TEACHER_CFG = osp.join(REPO, 'configs', 'yolov5', f'yolov5_s-{_CPU_TAIL}')
-DEMO_STUDENT_CFG = osp.join(REPO, 'configs', 'yolov5', f'yolov5_n-{_CPU_TAIL}')
-DEMO_KD_CFG = osp.join(REPO, 'configs', 'distill', 'yolov5', f'kd-out_yolov5_s-to-n-{_CPU_TAIL}')
-DEMO_WORK_DIR = osp.join(REPO, 'work_dirs', 'demo')
+DEMO_TEACHER_CFG = osp.join(CONFIGS, 'yolov5', f'yolov5_s-{_CPU_TAIL}')
+DEMO_STUDENT_CFG = osp.join(CONFIGS, 'yolov5', f'yolov5_n-{_CPU_TAIL}')
+DEMO_KD_CFG = osp.join(CONFIGS, 'distill', 'yolov5', f'kd-out_yolov5_s-to-n-{_CPU_TAIL}')
+#: Under the current directory, as mmengine's ``work_dirs/<config name>``.
+DEMO_WORK_DIR = osp.join('work_dirs', 'demo')
 
 
 def demo_data(task: dict) -> str:
-    """The demo set's folder, generated on first use."""
-    from ..datasets import make_shapes_dataset
-    root = osp.join(REPO, 'data', 'shapes_demo_{num_train}x{img_size}_seed{data_seed}'
-                    .format(**task))
+    """The demo set's folder (under the current directory), generated on first use.
+
+    Args:
+        task (dict): :data:`DEMO_TASK` or one of its shape (``num_train``, ``num_val``,
+            ``img_size``, ``data_seed``).
+    """
+    root = osp.join('data', 'shapes_demo_{num_train}x{img_size}_seed{data_seed}'.format(**task))
     if not osp.isfile(osp.join(root, 'annotations', 'val.json')):
+        from mmkd_yolo.datasets import make_shapes_dataset
         make_shapes_dataset(root, num_train=task['num_train'], num_val=task['num_val'],
                             img_size=task['img_size'], seed=task['data_seed'])
     return root
 
 
 def demo_data_options(root: str) -> List[str]:
-    """``--cfg-options`` pointing the CPU-scale configs at the demo set."""
+    """``--cfg-options`` pointing the CPU-scale configs at the demo set.
+
+    Args:
+        root (str): The set's folder (:func:`demo_data`).
+    """
     return [f'train_dataloader.dataset.data_root={root}/',
             f'val_dataloader.dataset.data_root={root}/',
             f'test_dataloader.dataset.data_root={root}/',
@@ -158,8 +209,16 @@ def demo_data_options(root: str) -> List[str]:
 def demo_run_dirs(task: dict, seed: int, work_dir: str = DEMO_WORK_DIR) -> Dict[str, str]:
     """Work dirs of the demo's runs, keyed by what makes them (data, schedules, configs;
     and the students' seed), so the demo and the gain benchmark share them and a rerun
-    reuses them. The teacher is trained once per task, with the data's seed."""
-    import hashlib
+    reuses them. The teacher is trained once per task, with the data's seed.
+
+    Args:
+        task (dict): :data:`DEMO_TASK` or one of its shape.
+        seed (int): The students' seed.
+        work_dir (str): The folder of the runs' work dirs.
+
+    Returns:
+        dict: ``teacher``, ``plain`` and ``distilled`` work dirs.
+    """
     text = json.dumps(task)
     for path in (DEMO_TEACHER_CFG, DEMO_STUDENT_CFG, DEMO_KD_CFG):
         with open(path) as f:

@@ -1,94 +1,42 @@
-"""From ``export_onnx.py`` / ``onnx_test.py`` / ``infer.py`` options to models and configs.
+"""Exported ONNX detectors: export with the test protocol, read it back, run and evaluate.
 
-A detector is given as a config and a checkpoint (a distillation run's: its student; an
-mmyolo checkpoint; an Ultralytics YOLOv5 ``.pt``), or as an exported ``.onnx`` file,
-which carries its class names and its test protocol (the exporting config's test
-pipeline, batching, evaluator, data preprocessor and post-processing) as JSON data, so
-that ``onnx_test.py`` evaluates it exactly as ``tools/test.py`` evaluates the PyTorch
-model on the same ``--data``. Opening a file runs nothing from it: its protocol is read
-with ``json.loads`` and admits only allow-listed types (:mod:`mmkd_yolo.deploy.protocol`);
-it stores no paths (the test set is given when testing).
+An exported ``.onnx`` file carries its class names and its test protocol (the exporting
+config's test pipeline, batching, evaluator, data preprocessor and post-processing) as
+JSON data, so that ``onnx_test.py`` evaluates it exactly as ``tools/test.py`` evaluates the
+PyTorch model on the same ``--data``. Opening a file runs nothing from it: its protocol is
+read with ``json.loads`` and admits only allow-listed types
+(:mod:`mmkd_yolo.deploy.protocol`); it stores no paths (the test set is given when
+testing).
 """
 from __future__ import annotations
 
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
-import torch
 from mmengine.config import Config
 
 from ..datasets import load_data_yaml
 from ..errors import CheckpointError, ConfigError, DataError
-from .config import detector_cfgs, inner_dataset, load_config, set_test_img_scale
-from .data import apply_data_yaml, set_datasets
-
-#: The config pieces an exported file keeps: what ``tools/test.py`` evaluates with.
-TEST_KEYS = ('default_scope', 'test_dataloader', 'test_evaluator', 'test_cfg', 'env_cfg')
-
-
-def class_names(cfg: Config) -> List[str]:
-    """The class names the test set of ``cfg`` declares (its dataset's default if none).
-
-    The dataset type is looked up in the registry of its own scope (``_scope_``, else
-    the config's ``default_scope``): mmyolo's ``YOLOv5CocoDataset`` is not in the root.
-    """
-    from mmengine.registry import DATASETS, DefaultScope
-    dataset = inner_dataset(cfg.test_dataloader)
-    names = (dataset.get('metainfo') or {}).get('classes')
-    if names is None:
-        scope = dataset.get('_scope_') or cfg.get('default_scope') or 'mmyolo'
-        with DefaultScope.overwrite_default_scope(scope), \
-                DATASETS.switch_scope_and_registry(scope) as registry:
-            dataset_cls = registry.get(dataset['type'])
-        names = (getattr(dataset_cls, 'METAINFO', None) or {}).get('classes')
-        if names is None:
-            raise ConfigError(
-                f'the test dataset type {dataset["type"]!r} is not known in scope {scope!r} '
-                'or declares no classes: give the class names with --data data.yaml (or '
-                'metainfo=dict(classes=...) in the config).')
-    return list(names)
-
-
-def load_detector(config: str, checkpoint: str, data: Optional[str] = None,
-                  img_size: Optional[int] = None, device: str = 'cpu'):
-    """The student (or plain mmyolo detector) of ``config`` with ``checkpoint``'s weights.
-
-    Args:
-        config (str): A distillation or mmyolo config (``mmyolo::...`` too).
-        checkpoint (str): Distillation, mmyolo or Ultralytics ``.pt`` weights.
-        data (str, optional): A ``data.yaml``: its classes and val split.
-        img_size (int, optional): Test size (px).
-        device (str): Where the model runs.
-
-    Returns:
-        nn.Module: The detector in eval mode, with ``cfg`` (its test config, as mmdet's
-        ``init_detector`` sets it) and ``dataset_meta``.
-    """
-    from mmdet.apis import init_detector
-    cfg = load_config(config)
-    if data:
-        apply_data_yaml(cfg, data, splits=('val', ))
-    if img_size:
-        set_test_img_scale(cfg, img_size)
-    test_cfg = Config({k: cfg[k] for k in TEST_KEYS if k in cfg})
-    test_cfg.model = detector_cfgs(cfg)[0]
-    test_cfg.model.pop('init_cfg', None)
-    import warnings
-    with warnings.catch_warnings():  # "checkpoint is None": the weights are loaded below
-        warnings.filterwarnings('ignore', message='checkpoint is None')
-        model = init_detector(test_cfg, None, device=device)
-    from ..converters import fit_detector, read_detector_weights
-    report = fit_detector(model, read_detector_weights(checkpoint), 'evaluate',
-                          f'the detector of {config!r}')
-    model.load_state_dict(report.fit)
-    model.dataset_meta = dict(classes=class_names(test_cfg))
-    return model.eval()
+from .config import inner_dataset, set_test_img_scale
+from .data import set_datasets
+from .detector import load_detector
 
 
 def export_detector_onnx(config: str, checkpoint: str, out: str, img_size: int = 640,
                          batch: int = 1, dynamic: bool = False, nms: Optional[dict] = None,
                          data: Optional[str] = None) -> dict:
     """``tools/deployment/export_onnx.py``: export a detector with its test protocol.
+
+    Args:
+        config (str): A distillation or mmyolo config (``mmyolo::...`` too).
+        checkpoint (str): Distillation, mmyolo or Ultralytics ``.pt`` weights.
+        out (str): The ``.onnx`` file to write.
+        img_size (int): Input height and width (px, a multiple of 32).
+        batch (int): Input batch size.
+        dynamic (bool): Batch, height and width dynamic.
+        nms (dict, optional): End-to-end graph with ONNX NonMaxSuppression
+            (:func:`mmkd_yolo.deploy.export_onnx`).
+        data (str, optional): A ``data.yaml``: its classes and val split.
 
     Returns:
         dict: ``inputs`` / ``outputs`` (name, shape) of the written graph.
@@ -244,19 +192,3 @@ def onnx_test_runner(path: str, data: Optional[str] = None, img_size: Optional[i
                   test_cfg=cfg.get('test_cfg', dict(type='TestLoop')),
                   default_scope=cfg.get('default_scope', 'mmyolo'),
                   env_cfg=cfg.get('env_cfg', dict()), cfg=cfg)
-
-
-@torch.no_grad()
-def detect(model, images: List[str]):
-    """mmdet's ``inference_detector`` for PyTorch and ONNX models alike.
-
-    Yields:
-        tuple: (image path, ``InstanceData`` with bboxes, scores, labels).
-    """
-    from mmdet.apis import inference_detector
-    from mmengine.registry import DefaultScope
-    for path in images:
-        # the test pipeline's transforms are in the model config's scope (mmyolo's)
-        with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmyolo')):
-            result = inference_detector(model, path)
-        yield path, result.pred_instances

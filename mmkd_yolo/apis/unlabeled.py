@@ -1,0 +1,111 @@
+"""``--unlabeled``: distil on images without labels, beside the labeled training set."""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os.path as osp
+from typing import List, Sequence
+
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+from ..datasets import count_overlap, unlabeled_coco_json
+from ..errors import ConfigError
+from .config import inner_dataset, is_distill_cfg
+
+#: Share of unlabeled images in a batch (``--unlabeled-ratio``): half, measured against
+#: a quarter and three quarters in the README's study (kd_gain.py demo-unlabeled).
+DEFAULT_UNLABELED_RATIO = 0.5
+
+
+def apply_unlabeled(cfg: Config, sources: Sequence[str],
+                    ratio: float = DEFAULT_UNLABELED_RATIO) -> List[str]:
+    """Train on the labeled set and on unlabeled images, in every batch, in place.
+
+    The training set becomes mmengine's ``ConcatDataset`` of the config's own (labeled)
+    dataset and a :class:`~mmkd_yolo.datasets.YOLOv5UnlabeledDataset` of the images
+    (same pipeline; Mosaic and MixUp mix within each set), drawn by mmdet's
+    multi-source sampler with epochs of the labeled set
+    (:class:`~mmkd_yolo.datasets.LabeledEpochSampler`): each batch holds
+    ``round(ratio * batch_size)`` unlabeled images. The batch's mask of unlabeled images
+    reaches :class:`~mmkd_yolo.algorithms.YOLOv5Distill`, which computes the student's
+    detection loss on the labeled images and the distillation losses on all.
+
+    Args:
+        cfg (Config): A distillation config with mmyolo's fast YOLOv5 data path
+            (``yolov5_collate``, ``YOLOv5DetDataPreprocessor``), after ``--data`` and
+            ``--img-size`` are applied.
+        sources (Sequence[str]): Folders, globs, ``.txt`` lists or image files.
+        ratio (float): Share of unlabeled images in a batch, in (0, 1).
+
+    Returns:
+        list[str]: The unlabeled images used.
+    """
+    if not is_distill_cfg(cfg):
+        raise ConfigError('--unlabeled needs a distillation config: images without labels '
+                          'teach the student only through the teacher (the distillation '
+                          'loss); a plain detector config has no teacher.')
+    if not 0 < ratio < 1:
+        raise ConfigError(f'--unlabeled-ratio {ratio} is not in (0, 1): it is the share of '
+                          'each batch taken by unlabeled images.')
+    loader = cfg.train_dataloader
+    collate = dict(loader.get('collate_fn') or {})
+    preprocessor = cfg.model.get('data_preprocessor') or \
+        cfg.model.architecture.get('data_preprocessor') or {}
+    if (collate.get('type', '').split('.')[-1] != 'yolov5_collate' or
+            not preprocessor.get('type', '').endswith('YOLOv5DetDataPreprocessor')):
+        raise ConfigError(
+            "--unlabeled works on mmyolo's fast YOLOv5 data path (collate_fn "
+            'yolov5_collate and YOLOv5DetDataPreprocessor, the *_fast_* configs); this '
+            f"config has collate_fn {collate.get('type')!r} and data_preprocessor "
+            f"{preprocessor.get('type')!r}.")
+    labeled = inner_dataset(loader)
+    names = list((labeled.get('metainfo') or {}).get('classes') or [])
+    ann_file, images = unlabeled_coco_json(sources, names)
+    unlabeled = dict(
+        type='mmkd_yolo.YOLOv5UnlabeledDataset', data_root='', ann_file=ann_file,
+        data_prefix=dict(img=''), filter_cfg=dict(labeled.get('filter_cfg') or {}),
+        pipeline=copy.deepcopy(labeled.get('pipeline', [])),
+        # the pipeline's transforms are looked up in the labeled set's scope (mmyolo's)
+        _scope_=labeled.get('_scope_', 'mmyolo'))
+    for key in ('metainfo', 'backend_args'):
+        if labeled.get(key) is not None:
+            unlabeled[key] = copy.deepcopy(labeled[key])
+    loader.dataset = dict(type='ConcatDataset', datasets=[loader.dataset, unlabeled])
+    batch_size = loader.batch_size
+    loader.sampler = dict(type='mmkd_yolo.LabeledEpochSampler', batch_size=batch_size,
+                          source_ratio=[1 - ratio, ratio],
+                          shuffle=(loader.get('sampler') or {}).get('shuffle', True))
+    loader.batch_sampler = None
+    collate['type'] = 'mmkd_yolo.yolov5_unlabeled_collate'
+    loader.collate_fn = collate
+    cfg.model.data_preprocessor = dict(copy.deepcopy(preprocessor),
+                                       type='YOLOv5UnlabeledDataPreprocessor',
+                                       _scope_='mmkd_yolo')
+    n_unlabeled = int(batch_size * ratio)
+    print_log(f'--unlabeled: {len(images)} images from {list(sources)}; each batch of '
+              f'{batch_size}: {batch_size - n_unlabeled} labeled (detection and '
+              f'distillation losses) + {n_unlabeled} unlabeled (distillation loss only); an '
+              'epoch is the labeled set once', 'current')
+    overlap = count_overlap(images, _val_images(cfg))
+    if overlap:
+        print_log(f'{overlap} of the {len(images)} unlabeled images are also val images: '
+                  'distilling on them makes the val mAP look better than it is; remove them '
+                  'from the unlabeled sources.', 'current', logging.WARNING)
+    return images
+
+
+def _val_images(cfg: Config) -> List[str]:
+    """The val set's image files, as its COCO json names them (empty if unreadable)."""
+    if not cfg.get('val_dataloader'):
+        return []
+    dataset = inner_dataset(cfg.val_dataloader)
+    root = dataset.get('data_root') or ''
+    path = osp.join(root, dataset.get('ann_file') or '')
+    if not osp.isfile(path):
+        return []
+    with open(path) as f:
+        coco = json.load(f)
+    prefix = osp.join(root, (dataset.get('data_prefix') or {}).get('img') or '')
+    return [osp.join(prefix, img['file_name']) for img in coco.get('images', [])]

@@ -1,0 +1,113 @@
+"""--unlabeled: the training data of a distillation config with images without labels."""
+import copy
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import MMLogger
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.runner import Runner, set_random_seed
+
+from mmkd_yolo.apis import prepare_train_cfg
+from mmkd_yolo.apis.unlabeled import apply_unlabeled
+from mmkd_yolo.errors import ConfigError
+
+from ..conftest import KD_OUT_S2N, STUDENT_N
+from ..test_datasets.test_yolo_data import make_yolo_tree
+
+
+def black_images(folder, n, size=64):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(folder / f'black{i}.png'), np.zeros((size, size, 3), np.uint8))
+    return str(folder)
+
+
+def shapes_options(shapes_dir, batch=8):
+    root = str(shapes_dir / 'data' / 'shapes') + '/'
+    return {'train_dataloader.dataset.data_root': root,
+            'val_dataloader.dataset.data_root': root,
+            'val_evaluator.ann_file': root + 'annotations/val.json',
+            'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
+            'train_dataloader.batch_size': batch}
+
+
+def test_plain_config_bad_ratio_and_other_data_paths_refused(tmp_path, shapes_dir):
+    folder = black_images(tmp_path / 'u', 2)
+    with pytest.raises(ConfigError, match='needs a distillation config'):
+        prepare_train_cfg(STUDENT_N, unlabeled=[folder])
+    for ratio in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match='not in \\(0, 1\\)'):
+            prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder], unlabeled_ratio=ratio)
+    with pytest.raises(ConfigError, match='without unlabeled images'):
+        prepare_train_cfg(KD_OUT_S2N, unlabeled_ratio=0.5)
+    cfg = prepare_train_cfg(KD_OUT_S2N, cfg_options=shapes_options(shapes_dir))
+    cfg.train_dataloader.collate_fn = dict(type='pseudo_collate')
+    with pytest.raises(ConfigError, match="fast YOLOv5 data path.*'pseudo_collate'"):
+        apply_unlabeled(cfg, [folder])
+
+
+@pytest.fixture(scope='module')
+def mixed_loader(shapes_dir, tmp_path_factory):
+    """A real training dataloader: 8 labeled shapes images + 6 black unlabeled ones,
+    batches of 8 with the default ratio (4 + 4), mmyolo's Mosaic pipeline."""
+    folder = black_images(tmp_path_factory.mktemp('unlabeled') / 'u', 6)
+    cfg = prepare_train_cfg(KD_OUT_S2N, cfg_options=shapes_options(shapes_dir),
+                            unlabeled=[folder])
+    set_random_seed(0)
+    return cfg, Runner.build_dataloader(cfg.train_dataloader, seed=0)
+
+
+def test_batches_hold_both_kinds_never_mixed(mixed_loader):
+    cfg, loader = mixed_loader
+    assert len(loader) == 2  # 8 labeled images, 4 a batch: the epoch is the labeled set
+    for batch in loader:
+        mask = batch['data_samples']['unlabeled']
+        assert mask.tolist() == [False] * 4 + [True] * 4
+        boxed = set(batch['data_samples']['bboxes_labels'][:, 0].long().tolist())
+        assert boxed and boxed <= {0, 1, 2, 3}  # no box on an unlabeled image
+        for img, unlabeled in zip(batch['inputs'], mask):
+            img = img.float()
+            colourful = (img.max(0).values - img.min(0).values > 8).float().mean()
+            if unlabeled:  # black images (and grey padding) only: Mosaic drew no
+                assert colourful == 0  # labeled image into them
+            else:  # shapes on clutter, no black quadrant from an unlabeled image
+                assert colourful > 0.3
+                assert (img.max(0).values < 4).float().mean() < 0.05
+
+
+def test_preprocessor_keeps_the_mask(mixed_loader):
+    cfg, loader = mixed_loader
+    assert cfg.model.data_preprocessor.type == 'YOLOv5UnlabeledDataPreprocessor'
+    preprocessor = MMENGINE_MODELS.build(copy.deepcopy(cfg.model.data_preprocessor))
+    batch = next(iter(loader))
+    out = preprocessor(copy.deepcopy(batch), True)
+    assert out['data_samples']['unlabeled'].tolist() == [False] * 4 + [True] * 4
+    assert torch.equal(out['data_samples']['bboxes_labels'],
+                       batch['data_samples']['bboxes_labels'])
+
+
+def test_data_yaml_unlabeled_entry(tmp_path, monkeypatch):
+    """``unlabeled:`` in the data.yaml is used by distillation configs; a plain config
+    trains on the labels and says the images are not used."""
+    monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
+    data = make_yolo_tree(tmp_path, {f'a{i}': '0 0.5 0.5 0.5 0.5\n' for i in range(4)})
+    black_images(tmp_path / 'frames', 3)
+    with open(data, 'a') as f:
+        f.write('unlabeled: [frames]\n')
+    kd = prepare_train_cfg(KD_OUT_S2N, data=data)
+    assert kd.train_dataloader.dataset.type == 'ConcatDataset'
+    assert kd.train_dataloader.sampler.source_ratio == [0.5, 0.5]
+    logger = MMLogger.get_instance('unlabeled_yaml_test')
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        plain = prepare_train_cfg(STUDENT_N, data=data)
+    finally:
+        logger.removeHandler(handler)
+    assert plain.train_dataloader.dataset.type != 'ConcatDataset'
+    assert any('unlabeled images are not used' in r.getMessage() for r in records)
