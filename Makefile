@@ -28,4 +28,4 @@ env: install
 	$(PY) tools/misc/print_env.py
 
 clean:
-	rm -rf $(VENV) work_dirs .pytest_cache
+	rm -rf $(VENV) work_dirs .pytest_cache mmkd_yolo.egg-info mmkd_yolo/.mim

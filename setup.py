@@ -6,6 +6,7 @@ import shutil
 import sys
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = osp.dirname(osp.abspath(__file__))
 #: What ``mim`` and mmengine's ``mmkd_yolo::`` scope read from ``mmkd_yolo/.mim``.
@@ -28,35 +29,47 @@ def parse_requirements(name: str, skip: tuple = ()) -> list:
     return reqs
 
 
-def add_mim_extension() -> None:
-    """Put ``configs/``, ``tools/`` and ``model-index.yml`` into ``mmkd_yolo/.mim``, as
-    mmyolo's and mmrazor's setup.py do: symbolic links for an editable install (edits show
-    at once), copies when a wheel or sdist is built (``pip install .``), so that
-    ``mmkd_yolo::distill/yolov5/...`` configs, ``mim train mmkd_yolo`` and the tools
-    work from any directory once installed."""
-    if 'develop' in sys.argv or 'editable_wheel' in sys.argv:
-        mode = 'symlink'
-    elif 'bdist_wheel' in sys.argv or 'sdist' in sys.argv:
-        mode = 'copy'
-    else:
-        return
+def link_mim_files() -> None:
+    """``mmkd_yolo/.mim/{configs,tools,model-index.yml}``: links to the checkout's own, for
+    an install that runs from the checkout (``make install``, ``pip install -e``): edits
+    show at once. Links only: the checkout never gets copies that could go stale."""
     mim_path = osp.join(HERE, 'mmkd_yolo', '.mim')
     os.makedirs(mim_path, exist_ok=True)
     for name in MIM_FILES:
-        src, dst = osp.join(HERE, name), osp.join(mim_path, name)
+        dst = osp.join(mim_path, name)
         if osp.islink(dst) or osp.isfile(dst):
             os.remove(dst)
         elif osp.isdir(dst):
             shutil.rmtree(dst)
-        if mode == 'symlink':
-            os.symlink(osp.relpath(src, mim_path), dst)
-        elif osp.isdir(src):
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
-        else:
-            shutil.copyfile(src, dst)
+        os.symlink(osp.relpath(osp.join(HERE, name), mim_path), dst)
 
 
-add_mim_extension()
+class BuildPyWithMim(build_py):
+    """setuptools' ``build_py``, plus copies of ``configs/``, ``tools/`` and
+    ``model-index.yml`` in the built package's ``.mim`` (as mmyolo and mmrazor ship
+    theirs), so that ``mmkd_yolo::distill/yolov5/...`` configs, ``mim train mmkd_yolo``
+    and the tools work from any folder after ``pip install .``. The copies go to the build
+    folder, emptied first (a config deleted here is gone from the next wheel)."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return
+        mim_path = osp.join(self.build_lib, 'mmkd_yolo', '.mim')
+        if osp.isdir(mim_path):
+            shutil.rmtree(mim_path)
+        os.makedirs(mim_path)
+        for name in MIM_FILES:
+            src = osp.join(HERE, name)
+            if osp.isdir(src):
+                shutil.copytree(src, osp.join(mim_path, name), symlinks=False,
+                                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            elif osp.isfile(src):
+                shutil.copyfile(src, osp.join(mim_path, name))
+
+
+if {'develop', 'editable_wheel', 'egg_info'} & set(sys.argv):
+    link_mim_files()
 setup(
     name='mmkd_yolo',
     version=get_version(),
@@ -65,9 +78,7 @@ setup(
     long_description=open(osp.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
-    package_data={'mmkd_yolo': ['.mim/model-index.yml', '.mim/configs/**/*.py',
-                                '.mim/configs/**/*.yml', '.mim/tools/**/*.py',
-                                '.mim/tools/**/*.sh']},
+    cmdclass={'build_py': BuildPyWithMim},
     python_requires='>=3.10',
     # torch is not pinned here so that an installed (CUDA) torch is kept;
     # tools/misc/install_env.sh installs torch==2.13.0 when none is present.

@@ -73,6 +73,9 @@ VARIANTS: Dict[str, Optional[dict]] = {
     'kd-out+unlabeled': dict(unlabeled=0.5),
     'kd-out+unlabeled-r0.25': dict(unlabeled=0.25),
     'kd-out+unlabeled-r0.75': dict(unlabeled=0.75),
+    # the control of kd-out+unlabeled: the labeled images alone for as many iterations
+    # (half of each batch unlabeled doubles an epoch's iterations), twice the epochs
+    'kd-out-2x-epochs': dict(epochs_factor=2),
 }
 UNLABELED_VARIANTS = ['plain', 'kd-out', 'kd-out+unlabeled']
 #: Of each training set, every LABELED_EVERY-th image keeps its labels.
@@ -103,6 +106,12 @@ def parse_args():
         parser.error(f'{misplaced} need unlabeled images: use the real-unlabeled or '
                      'demo-unlabeled regime')
     return args
+
+
+def scaled(name: str, epochs: int, val_interval: int) -> tuple:
+    """A variant's epochs and validation interval (``epochs_factor`` times the regime's)."""
+    factor = (VARIANTS[name] or {}).get('epochs_factor', 1)
+    return epochs * factor, val_interval * factor
 
 
 def variant_switches(name: str, unlabeled: Optional[str]) -> List[str]:
@@ -192,7 +201,8 @@ def run_real(args, out: str) -> Dict[str, Dict[tuple, str]]:
                     extra += variant_switches(variant, unlabeled)
                 wd = osp.join(out, variant, f'split{split.replace("->", "")}_seed{seed}')
                 took = train_run(wd, cfg, extra,
-                                 schedule_options(args.epochs, args.val_interval, seed) +
+                                 schedule_options(*scaled(variant, args.epochs,
+                                                          args.val_interval), seed) +
                                  REAL_LOADERS)
                 progress.step(f'{variant}, {split}, seed {seed}', took)
                 runs[variant][(split, seed)] = wd
@@ -230,7 +240,8 @@ def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
             if args.regime == 'demo':  # the demo's own runs
                 wd = {'plain': shared['plain'], 'kd-out': shared['distilled']}.get(variant, wd)
             took = train_run(wd, cfg, extra,
-                             schedule_options(task['epochs'], task['val_interval'], seed) +
+                             schedule_options(*scaled(variant, task['epochs'],
+                                                      task['val_interval']), seed) +
                              data_opts)
             progress.step(f'{variant}, seed {seed}', took)
             runs[variant][('demo', seed)] = wd
@@ -283,6 +294,23 @@ def summarise(runs: Dict[str, Dict[tuple, str]], title: str) -> str:
             wins = sum(d > 0 for d in paired)
             row += f'{100 * mean:+.1f} ± {100 * se:.1f} | {wins}/{len(paired)} | {verdict} |'
         lines.append(row)
+    base = finals.get('kd-out', {})
+    others = [v for v in finals if v not in ('plain', 'kd-out', 'teacher') and finals[v]]
+    if base and any((VARIANTS[v] or {}).get('unlabeled') for v in others):
+        lines += ['', 'Against kd-out on the labeled images alone (paired by split and seed):',
+                  '', '| variant | mean diff ± SE (points) | wins | verdict |',
+                  '|---|---|---|---|']
+        for variant in others:
+            paired = [finals[variant][k]['mAP'] - base[k]['mAP'] for k in finals[variant]
+                      if k in base]
+            if len(paired) < 2:
+                continue
+            mean = statistics.mean(paired)
+            se = statistics.stdev(paired) / math.sqrt(len(paired))
+            verdict = ('gain beyond 2 SE' if se and mean > 2 * se else
+                       'loss beyond 2 SE' if se and mean < -2 * se else 'within noise')
+            lines.append(f'| {variant} | {100 * mean:+.1f} ± {100 * se:.1f} | '
+                         f'{sum(d > 0 for d in paired)}/{len(paired)} | {verdict} |')
     lines += ['', 'Per run (final mAP@.5:.95):', '']
     keys = sorted({k for res in finals.values() for k in res})
     lines.append('| variant | ' + ' | '.join(f'{s} seed {d}' for s, d in keys) + ' |')

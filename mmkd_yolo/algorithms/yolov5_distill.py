@@ -265,15 +265,16 @@ class YOLOv5Distill(SingleTeacherDistill):
         losses: LossResults = {}
         unlabeled = data_samples.get('unlabeled') if isinstance(data_samples, dict) else None
         if unlabeled is not None:
-            # per-iteration counts, logged (no 'loss' in the names: not summed)
-            losses['data.labeled'] = (~unlabeled).sum().float()
-            losses['data.unlabeled'] = unlabeled.sum().float()
-            if not unlabeled.any():
-                unlabeled = None
-            elif self.distillation_stopped:
+            if self.distillation_stopped and unlabeled.any():
                 # nothing to learn from images without labels any more: leave them out
                 batch_inputs, data_samples = _labeled_part(batch_inputs, data_samples,
                                                            unlabeled)
+                unlabeled = data_samples['unlabeled']
+            # per-iteration counts of the images used, logged (no 'loss' in the names:
+            # not summed into the loss)
+            losses['data.labeled'] = (~unlabeled).sum().float()
+            losses['data.unlabeled'] = unlabeled.sum().float()
+            if not unlabeled.any():
                 unlabeled = None
         if not self.distillation_stopped:
             self._cast_teacher(batch_inputs.device)

@@ -87,9 +87,10 @@ def check_data_files(cfg: Config, loaders: Sequence[str]) -> None:
     for loader in loaders:
         if not cfg.get(loader):
             continue
-        dataset = inner_dataset(cfg[loader])
-        ann_file, root = dataset.get('ann_file') or '', dataset.get('data_root') or ''
-        files = [(f'{loader}.dataset', osp.join(root, ann_file) if ann_file else '')]
+        files = []
+        for dataset in _leaf_datasets(cfg[loader]['dataset']):
+            ann_file, root = dataset.get('ann_file') or '', dataset.get('data_root') or ''
+            files.append((f'{loader}.dataset', osp.join(root, ann_file) if ann_file else ''))
         evaluator = cfg.get(evaluators.get(loader, ''))
         for ev in (evaluator if isinstance(evaluator, list) else [evaluator] if evaluator
                    else []):
@@ -101,3 +102,12 @@ def check_data_files(cfg: Config, loaders: Sequence[str]) -> None:
                     f'{os.getcwd()}). Give your data with --data data.yaml (Ultralytics '
                     f'layout), or point the config at a COCO-format set with --cfg-options '
                     f'{loader}.dataset.data_root=DIR/ ({where}.ann_file=... for the file).')
+
+
+def _leaf_datasets(dataset: dict) -> list:
+    """The datasets inside wrappers (``dataset``) and concatenations (``datasets``)."""
+    if 'datasets' in dataset:
+        return [leaf for d in dataset['datasets'] for leaf in _leaf_datasets(d)]
+    if 'dataset' in dataset:
+        return _leaf_datasets(dataset['dataset'])
+    return [dataset]

@@ -36,18 +36,34 @@ def conv_gflops(model: nn.Module, forward, x: torch.Tensor) -> float:
     return total[0] / 1e9
 
 
-def generated_batch(img_size: int, batch_size: int, num_classes: int) -> dict:
-    """A collated mmyolo training batch: random images, two boxes each."""
+def generated_batch(img_size: int, batch_size: int, num_classes: int,
+                    num_unlabeled: int = 0) -> dict:
+    """A collated mmyolo training batch: random images, two boxes each; the last
+    ``num_unlabeled`` images without boxes and marked in ``unlabeled`` (as --unlabeled
+    batches come)."""
     g = torch.Generator().manual_seed(0)
     inputs = torch.randint(0, 256, (batch_size, 3, img_size, img_size), dtype=torch.uint8,
                            generator=g)
     rows = []
-    for i in range(batch_size):
+    for i in range(batch_size - num_unlabeled):
         for j in range(2):
             x0, y0 = (0.1 + 0.4 * j) * img_size, (0.2 + 0.3 * j) * img_size
             rows.append([i, (i + j) % num_classes, x0, y0, x0 + img_size * 0.3,
                          y0 + img_size * 0.25])
-    return dict(inputs=inputs, data_samples=dict(bboxes_labels=torch.tensor(rows)))
+    samples = dict(bboxes_labels=torch.tensor(rows))
+    if num_unlabeled:
+        samples['unlabeled'] = torch.arange(batch_size) >= batch_size - num_unlabeled
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def _unlabeled_in_batch(cfg: Config, batch_size: int) -> int:
+    """How many of the dry run's images are unlabeled: the share of ``--unlabeled``
+    batches (at least one and one labeled image left, when the batch has room)."""
+    sampler = (cfg.get('train_dataloader') or {}).get('sampler') or {}
+    if not sampler.get('type', '').endswith('LabeledEpochSampler') or batch_size < 2:
+        return 0
+    ratio = sampler['source_ratio']
+    return min(batch_size - 1, max(1, int(batch_size * ratio[1] / sum(ratio))))
 
 
 def distill_schedule(cfg: Config) -> str:
@@ -84,7 +100,9 @@ def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
     built = time.time() - start
     model.train()
     nc = model.student.bbox_head.num_classes
-    data = model.data_preprocessor(generated_batch(img_size, batch_size, nc), True)
+    num_unlabeled = _unlabeled_in_batch(cfg, batch_size)
+    data = model.data_preprocessor(generated_batch(img_size, batch_size, nc, num_unlabeled),
+                                   True)
     losses = model(**data, mode='loss')
     bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
     if bad:
@@ -97,6 +115,9 @@ def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
     lines = [f'config built in {built:.1f}s; one batch of {batch_size} generated '
              f'{img_size}x{img_size} images, loss forward + backward in '
              f'{time.time() - start - built:.1f}s', distill_schedule(cfg)]
+    if num_unlabeled:
+        lines.append(f'unlabeled images: {num_unlabeled} of the {batch_size} (no boxes; the '
+                     'detection loss on the others, distillation on all)')
     # what the recorders record on this batch (loss() releases its records once used)
     with torch.no_grad():
         model.teacher_forward(x)

@@ -87,8 +87,9 @@ def prepare_train_cfg(config: str,
         apply_unlabeled(cfg, sources, DEFAULT_UNLABELED_RATIO if unlabeled_ratio is None
                         else unlabeled_ratio)
     elif unlabeled_ratio is not None:
-        raise ConfigError('--unlabeled-ratio without unlabeled images: give them with '
-                          '--unlabeled PATH (or unlabeled: in the data.yaml).')
+        raise ConfigError('--unlabeled-ratio, but no unlabeled images are used: give them '
+                          'with --unlabeled PATH (or unlabeled: in the data.yaml) to a '
+                          'distillation config.')
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:

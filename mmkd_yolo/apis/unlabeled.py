@@ -14,8 +14,8 @@ from ..datasets import count_overlap, unlabeled_coco_json
 from ..errors import ConfigError
 from .config import inner_dataset, is_distill_cfg
 
-#: Share of unlabeled images in a batch (``--unlabeled-ratio``): half, measured against
-#: a quarter and three quarters in the README's study (kd_gain.py demo-unlabeled).
+#: Share of unlabeled images in a batch (``--unlabeled-ratio``); see the README's study
+#: (``benchmarks/kd_gain.py demo-unlabeled``) for how it was chosen.
 DEFAULT_UNLABELED_RATIO = 0.5
 
 
@@ -28,9 +28,9 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
     (same pipeline; Mosaic and MixUp mix within each set), drawn by mmdet's
     multi-source sampler with epochs of the labeled set
     (:class:`~mmkd_yolo.datasets.LabeledEpochSampler`): each batch holds
-    ``round(ratio * batch_size)`` unlabeled images. The batch's mask of unlabeled images
-    reaches :class:`~mmkd_yolo.algorithms.YOLOv5Distill`, which computes the student's
-    detection loss on the labeled images and the distillation losses on all.
+    ``int(ratio * batch_size)`` unlabeled images, the rest labeled. The batch's mask of
+    unlabeled images reaches :class:`~mmkd_yolo.algorithms.YOLOv5Distill`, which computes
+    the student's detection loss on the labeled images and the distillation losses on all.
 
     Args:
         cfg (Config): A distillation config with mmyolo's fast YOLOv5 data path
@@ -50,6 +50,13 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
         raise ConfigError(f'--unlabeled-ratio {ratio} is not in (0, 1): it is the share of '
                           'each batch taken by unlabeled images.')
     loader = cfg.train_dataloader
+    batch_size = loader.batch_size
+    n_unlabeled = int(batch_size * ratio)  # mmdet's MultiSourceSampler's arithmetic
+    if not 0 < n_unlabeled < batch_size:
+        raise ConfigError(
+            f'--unlabeled-ratio {ratio} gives {n_unlabeled} unlabeled images in a batch of '
+            f'{batch_size}: each batch needs both kinds (a ratio of at least '
+            f'{1 / batch_size:.3g} and below {1 - 1 / batch_size:.3g} for this batch size).')
     collate = dict(loader.get('collate_fn') or {})
     preprocessor = cfg.model.get('data_preprocessor') or \
         cfg.model.architecture.get('data_preprocessor') or {}
@@ -65,7 +72,9 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
     ann_file, images = unlabeled_coco_json(sources, names)
     unlabeled = dict(
         type='mmkd_yolo.YOLOv5UnlabeledDataset', data_root='', ann_file=ann_file,
-        data_prefix=dict(img=''), filter_cfg=dict(labeled.get('filter_cfg') or {}),
+        # every listed image is used: no minimum size (mmyolo's 32 px would drop small
+        # images unsaid), and none has boxes to filter on
+        data_prefix=dict(img=''), filter_cfg=dict(filter_empty_gt=False),
         pipeline=copy.deepcopy(labeled.get('pipeline', [])),
         # the pipeline's transforms are looked up in the labeled set's scope (mmyolo's)
         _scope_=labeled.get('_scope_', 'mmyolo'))
@@ -73,7 +82,6 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
         if labeled.get(key) is not None:
             unlabeled[key] = copy.deepcopy(labeled[key])
     loader.dataset = dict(type='ConcatDataset', datasets=[loader.dataset, unlabeled])
-    batch_size = loader.batch_size
     loader.sampler = dict(type='mmkd_yolo.LabeledEpochSampler', batch_size=batch_size,
                           source_ratio=[1 - ratio, ratio],
                           shuffle=(loader.get('sampler') or {}).get('shuffle', True))
@@ -83,7 +91,6 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
     cfg.model.data_preprocessor = dict(copy.deepcopy(preprocessor),
                                        type='YOLOv5UnlabeledDataPreprocessor',
                                        _scope_='mmkd_yolo')
-    n_unlabeled = int(batch_size * ratio)
     print_log(f'--unlabeled: {len(images)} images from {list(sources)}; each batch of '
               f'{batch_size}: {batch_size - n_unlabeled} labeled (detection and '
               f'distillation losses) + {n_unlabeled} unlabeled (distillation loss only); an '
@@ -97,7 +104,14 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
 
 
 def _val_images(cfg: Config) -> List[str]:
-    """The val set's image files, as its COCO json names them (empty if unreadable)."""
+    """The val set's image files, as its COCO json names them (empty if it has none).
+
+    Args:
+        cfg (Config): The training config.
+
+    Returns:
+        list[str]: Image paths.
+    """
     if not cfg.get('val_dataloader'):
         return []
     dataset = inner_dataset(cfg.val_dataloader)

@@ -173,7 +173,11 @@ def count_overlap(unlabeled: Sequence[str], val: Sequence[str]) -> int:
                 continue
             if size not in hashed:  # the val images of this size, hashed once
                 hashed.add(size)
-                val_keys.update(_content_key(q) for q in sizes[size])
+                for q in sizes[size]:
+                    try:
+                        val_keys.add(_content_key(q))
+                    except OSError:  # an unreadable val image: the others still count
+                        continue
             if _content_key(p) in val_keys:
                 count += 1
         except OSError:

@@ -397,7 +397,7 @@ def test_unlabeled_images_left_out_once_distillation_stops(batch):
     handle.remove()
     assert seen == [4, 4]  # the two unlabeled images never reached the student
     assert not [k for k in got if k.startswith('distill.')]
-    assert got['data.unlabeled'].item() == 2
+    assert got['data.unlabeled'].item() == 0 and got['data.labeled'].item() == 4  # used
     for key in ('student.loss_cls', 'student.loss_obj', 'student.loss_bbox'):
         assert torch.allclose(got[key], alone[key], rtol=1e-5), key
 
@@ -421,3 +421,29 @@ def test_fp16_teacher_builds_on_cpu_and_is_refused_where_it_runs(batch):
     assert model._teacher_dtype == {}  # nothing resolved (or logged) for the build's CPU
     with pytest.raises(ConfigError, match='fp16 is for CUDA'):
         run_loss(model, batch)
+
+
+def test_interleaved_unlabeled_images_keep_each_box_on_its_image(batch):
+    """Labeled and unlabeled images in any order (a DDP rank or a future sampler need not
+    put the labeled ones first): each box must follow its image when the unlabeled ones
+    are taken out, so the loss equals the labeled images' alone."""
+    model, _ = build(KD_OUT_S2N)
+    model.eval()
+    data = model.data_preprocessor(copy.deepcopy(batch), True)
+    inputs, samples = data['inputs'], data['data_samples']
+    order = [0, None, 1, None, None, 2, 3]  # None: an unlabeled copy of image 0
+    position = {i: p for p, i in enumerate(order) if i is not None}
+    boxes = samples['bboxes_labels'].clone()
+    assert len(set(boxes[:, 0].tolist())) > 2  # boxes on several images
+    boxes[:, 0] = torch.tensor([position[int(i)] for i in boxes[:, 0]], dtype=boxes.dtype)
+    mixed_inputs = torch.stack([inputs[0 if i is None else i] for i in order])
+    mixed_samples = dict(bboxes_labels=boxes, img_metas=[samples['img_metas'][0]] * 7,
+                         unlabeled=torch.tensor([i is None for i in order]))
+    with torch.no_grad():
+        got = model.loss(mixed_inputs, mixed_samples)
+        alone = model.loss(inputs, samples)
+        model.distillation_stopped = True
+        stopped = model.loss(mixed_inputs, mixed_samples)
+    for key in ('student.loss_cls', 'student.loss_obj', 'student.loss_bbox'):
+        assert torch.allclose(got[key], alone[key], rtol=1e-5), key
+        assert torch.allclose(stopped[key], alone[key], rtol=1e-5), key

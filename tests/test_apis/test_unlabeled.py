@@ -41,8 +41,11 @@ def test_plain_config_bad_ratio_and_other_data_paths_refused(tmp_path, shapes_di
     for ratio in (0.0, 1.0, 1.5):
         with pytest.raises(ConfigError, match='not in \\(0, 1\\)'):
             prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder], unlabeled_ratio=ratio)
-    with pytest.raises(ConfigError, match='without unlabeled images'):
+    with pytest.raises(ConfigError, match='no unlabeled images are used'):
         prepare_train_cfg(KD_OUT_S2N, unlabeled_ratio=0.5)
+    # a batch of 16 at 0.05 would hold no unlabeled image (mmdet's sampler would spin)
+    with pytest.raises(ConfigError, match='gives 0 unlabeled images in a batch of 16'):
+        prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder], unlabeled_ratio=0.05)
     cfg = prepare_train_cfg(KD_OUT_S2N, cfg_options=shapes_options(shapes_dir))
     cfg.train_dataloader.collate_fn = dict(type='pseudo_collate')
     with pytest.raises(ConfigError, match="fast YOLOv5 data path.*'pseudo_collate'"):
@@ -111,3 +114,17 @@ def test_data_yaml_unlabeled_entry(tmp_path, monkeypatch):
         logger.removeHandler(handler)
     assert plain.train_dataloader.dataset.type != 'ConcatDataset'
     assert any('unlabeled images are not used' in r.getMessage() for r in records)
+
+
+def test_missing_labeled_annotations_named_with_unlabeled_images(tmp_path, shapes_dir):
+    """With --unlabeled the training set is a ConcatDataset: the labeled set's annotation
+    file is still checked before the run."""
+    from mmkd_yolo.apis import check_data_files
+    from mmkd_yolo.errors import DataError
+    folder = black_images(tmp_path / 'u', 2)
+    cfg = prepare_train_cfg(KD_OUT_S2N, cfg_options=shapes_options(shapes_dir),
+                            unlabeled=[folder])
+    check_data_files(cfg, ('train_dataloader', 'val_dataloader'))
+    cfg.train_dataloader.dataset.datasets[0].ann_file = 'annotations/missing.json'
+    with pytest.raises(DataError, match='missing.json'):
+        check_data_files(cfg, ('train_dataloader', 'val_dataloader'))

@@ -63,6 +63,48 @@ def test_batches_mix_sources_and_epochs_follow_the_labeled_set(labeled, unlabele
         assert set(first).isdisjoint(second[:unlabeled - len(first)])
 
 
-def test_no_labeled_image_in_a_batch_is_refused():
-    with pytest.raises(ConfigError, match='holds no labeled image'):
-        LabeledEpochSampler(concat(10, 10), 4, [0.0, 1.0], seed=0)
+@pytest.mark.parametrize('batch,ratio,sizes', [
+    (4, [0.0, 1.0], (10, 10)),   # no labeled image in a batch
+    (2, [0.7, 0.3], (10, 10)),   # int(2 * 0.3) = 0 unlabeled: mmdet's loop would spin
+    (4, [0.5, 0.5], (10, 0)),    # an empty source (all filtered out)
+])
+def test_a_source_without_draws_is_refused(batch, ratio, sizes):
+    with pytest.raises(ConfigError, match='each needs at least one|has no images'):
+        LabeledEpochSampler(concat(*sizes), batch, ratio, seed=0)
+
+
+def epochs_with_hook(sampler, n):
+    """What the Runner draws: DistSamplerSeedHook calls set_epoch before each epoch."""
+    out = []
+    for epoch in range(n):
+        sampler.set_epoch(epoch)
+        out.append(list(sampler))
+    return out
+
+
+def test_set_epoch_resumes_where_an_uninterrupted_run_is():
+    uninterrupted = epochs_with_hook(LabeledEpochSampler(concat(21, 50), 8, [0.5, 0.5],
+                                                         seed=3), 5)
+    assert uninterrupted[0] != uninterrupted[1]
+    for k in range(5):
+        resumed = LabeledEpochSampler(concat(21, 50), 8, [0.5, 0.5], seed=3)
+        resumed.set_epoch(k)
+        assert list(resumed) == uninterrupted[k]
+    # the unlabeled images come round in full passes: 5 epochs x 6 batches x 4 = 120 draws
+    drawn = [i - 21 for epoch in uninterrupted for i in epoch if i >= 21]
+    assert sorted(drawn[:50]) == list(range(50)) and sorted(drawn[50:100]) == list(range(50))
+
+
+def test_ranks_split_the_labeled_set_and_agree_on_the_epoch(monkeypatch):
+    import mmdet.datasets.samplers.multi_source_sampler as mss
+    draws = []
+    for rank in range(2):
+        monkeypatch.setattr(mss, 'get_dist_info', lambda rank=rank: (rank, 2))
+        sampler = LabeledEpochSampler(concat(16, 30), 4, [0.5, 0.5], seed=0)
+        draws.append((len(sampler), epochs_with_hook(sampler, 2)))
+    (len0, epochs0), (len1, epochs1) = draws
+    assert len0 == len1 == 4 * 4  # ceil(16 / 2) / 2 labeled per batch = 4 batches
+    for e in range(2):
+        lab0 = {i for i in epochs0[e] if i < 16}
+        lab1 = {i for i in epochs1[e] if i < 16}
+        assert lab0.isdisjoint(lab1) and lab0 | lab1 == set(range(16))

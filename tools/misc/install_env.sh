@@ -131,14 +131,22 @@ print(f'mmcv-${MMCV_VERSION}_torch-{torch.__version__.split(\"+\")[0]}-{dev}_py{
 fi
 
 # --- this package ------------------------------------------------------------------------
-say "installing mmkd_yolo (editable)"
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e . >"$VENV/.mmkd_yolo-pip.log" 2>&1 \
-  || { tail -n 30 "$VENV/.mmkd_yolo-pip.log" >&2; die "pip install -e . failed"; }
-# mim and mmengine's `mmkd_yolo::` scope look for a package at <dist-info folder>/mmkd_yolo,
-# which an editable (PEP 660) install leaves empty: a link there gives the checkout the
-# layout of a package install (`mim train mmkd_yolo ...` works from here too).
+# Run from the checkout, as `setup.py develop` installed: the checkout on sys.path (a .pth)
+# with its egg-info, and mmkd_yolo/.mim linked to configs/ and tools/. Edits show at once,
+# and mim and mmengine's `mmkd_yolo::` scope find the package where they look for one (the
+# folder of its metadata + its name), which a PEP 660 editable install (pip install -e)
+# leaves empty. Nothing in the environment points into the checkout for pip to write through
+# or delete: `pip install .` into it installs a separate copy, `pip uninstall` leaves the
+# checkout alone.
+say "installing mmkd_yolo (from the checkout)"
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-[[ -e "$SITE/mmkd_yolo" && ! -L "$SITE/mmkd_yolo" ]] || ln -sfn "$ROOT/mmkd_yolo" "$SITE/mmkd_yolo"
+[[ -L "$SITE/mmkd_yolo" ]] && rm -f "$SITE/mmkd_yolo"  # an earlier version's link
+if ls "$SITE"/mmkd_yolo-*.dist-info >/dev/null 2>&1; then  # an earlier pip install
+  "${PIP[@]}" uninstall -q -y mmkd_yolo >"$VENV/.mmkd_yolo-pip.log" 2>&1 || true
+fi
+"$PY" setup.py -q egg_info >"$VENV/.mmkd_yolo-pip.log" 2>&1 \
+  || { tail -n 30 "$VENV/.mmkd_yolo-pip.log" >&2; die "python setup.py egg_info failed"; }
+echo "$ROOT" > "$SITE/mmkd_yolo.pth"
 "$PY" -c 'import mmkd_yolo' || die "'import mmkd_yolo' failed in $VENV"
 echo "$STAMP_SRC" > "$STAMP"
 say "ready: $VENV ($("$PY" -c 'import torch; print("torch", torch.__version__)'))"
