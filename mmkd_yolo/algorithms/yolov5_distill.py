@@ -265,6 +265,11 @@ class YOLOv5Distill(SingleTeacherDistill):
         losses: LossResults = {}
         unlabeled = data_samples.get('unlabeled') if isinstance(data_samples, dict) else None
         if unlabeled is not None:
+            extra = [k for k in ('masks', 'keypoints') if k in data_samples]
+            if extra:
+                raise ConfigError(f'unlabeled images with {extra} targets: --unlabeled '
+                                  'takes box detection configs only (their detection loss '
+                                  'is sliced to the labeled images by box).')
             if self.distillation_stopped and unlabeled.any():
                 # nothing to learn from images without labels any more: leave them out
                 batch_inputs, data_samples = _labeled_part(batch_inputs, data_samples,

@@ -14,8 +14,9 @@ from ..datasets import count_overlap, unlabeled_coco_json
 from ..errors import ConfigError
 from .config import inner_dataset, is_distill_cfg
 
-#: Share of unlabeled images in a batch (``--unlabeled-ratio``); see the README's study
-#: (``benchmarks/kd_gain.py demo-unlabeled``) for how it was chosen.
+#: Share of unlabeled images in a batch (``--unlabeled-ratio``): half, the value measured in
+#: the README's study (``benchmarks/kd_gain.py demo-unlabeled`` / ``real-unlabeled``; the
+#: ``kd-out+unlabeled-r0.25`` / ``-r0.75`` variants measure others).
 DEFAULT_UNLABELED_RATIO = 0.5
 
 

@@ -447,3 +447,23 @@ def test_interleaved_unlabeled_images_keep_each_box_on_its_image(batch):
     for key in ('student.loss_cls', 'student.loss_obj', 'student.loss_bbox'):
         assert torch.allclose(got[key], alone[key], rtol=1e-5), key
         assert torch.allclose(stopped[key], alone[key], rtol=1e-5), key
+
+
+def test_a_batch_without_labeled_images_has_a_zero_detection_loss(batch):
+    """Possible with another sampler: the detection loss is zero (not NaN) and the
+    distillation loss still trains the student."""
+    model, _ = build(KD_OUT_S2N)
+    model.train()
+    data = model.data_preprocessor(copy.deepcopy(batch), True)
+    samples = dict(data['data_samples'], bboxes_labels=data['data_samples']['bboxes_labels'][:0],
+                   unlabeled=torch.ones(4, dtype=torch.bool))
+    losses = model.loss(data['inputs'], samples)
+    for key in ('student.loss_cls', 'student.loss_obj', 'student.loss_bbox'):
+        assert losses[key].item() == 0
+    total, _ = model.parse_losses(losses)
+    assert total.item() > 0
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.student.parameters())
+    with pytest.raises(ConfigError, match='box detection configs only'):
+        model.loss(data['inputs'], dict(samples, masks=torch.zeros(1)))
