@@ -263,7 +263,8 @@ def demo_quarter(root: str, out: str) -> tuple:
         json.dump(quarter, f)
     unlabeled = osp.join(out, 'train_unlabeled.txt')
     with open(unlabeled, 'w') as f:
-        f.write('\n'.join(osp.join(root, 'train', img['file_name']) for img in images
+        f.write('\n'.join(osp.join(osp.abspath(root), 'train', img['file_name'])
+                          for img in images
                           if img['id'] not in keep) + '\n')
     return labeled_json, unlabeled
 
