@@ -73,6 +73,7 @@ VARIANTS: Dict[str, Optional[dict]] = {
     'kd-out+unlabeled': dict(unlabeled=0.5),
     'kd-out+unlabeled-r0.25': dict(unlabeled=0.25),
     'kd-out+unlabeled-r0.75': dict(unlabeled=0.75),
+    'kd-out+unlabeled-nostop': dict(unlabeled=0.5, num_last_epochs=0),
     # the control of kd-out+unlabeled: the labeled images alone for as many iterations
     # (half of each batch unlabeled doubles an epoch's iterations), twice the epochs
     'kd-out-2x-epochs': dict(epochs_factor=2),
