@@ -14,9 +14,10 @@ from ..datasets import count_overlap, unlabeled_coco_json
 from ..errors import ConfigError
 from .config import inner_dataset, is_distill_cfg
 
-#: Share of unlabeled images in a batch (``--unlabeled-ratio``): half, the value measured in
-#: the README's study (``benchmarks/kd_gain.py demo-unlabeled`` / ``real-unlabeled``; the
-#: ``kd-out+unlabeled-r0.25`` / ``-r0.75`` variants measure others).
+#: Share of unlabeled images in a batch (``--unlabeled-ratio``): half, the only share the
+#: README's study measured so far (``benchmarks/kd_gain.py demo-unlabeled`` /
+#: ``real-unlabeled``); not tuned: the ``kd-out+unlabeled-r0.25`` / ``-r0.75`` variants
+#: are there to measure others.
 DEFAULT_UNLABELED_RATIO = 0.5
 
 
