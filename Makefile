@@ -20,7 +20,8 @@ demo: install
 	$(PY) tools/misc/demo.py $(if $(filter-out 0,$(FAST)),--fast)
 
 # labels on a quarter of the demo set, the rest given unlabeled: the student alone, distilled
-# on the labeled quarter, and distilled with the unlabeled images too (one seed; a table)
+# on the labeled quarter, distilled with the unlabeled images too, and distilled on the
+# labeled quarter for as many iterations (one seed; a table)
 demo-unlabeled: install
 	$(PY) benchmarks/kd_gain.py demo-unlabeled --seeds 0
 
