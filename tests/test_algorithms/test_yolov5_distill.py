@@ -1,11 +1,9 @@
 """YOLOv5Distill built from the shipped CPU-scale configs, on tiny real batches."""
 import copy
-import logging
 
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.runner import Runner, set_random_seed
 
 from mmkd_yolo.algorithms import YOLOv5Distill
@@ -14,6 +12,7 @@ from mmkd_yolo.registry import MODELS
 from mmkd_yolo.models.detector_cfg import load_detector_cfg
 
 from ..conftest import KD_CWD_S2N, KD_OUT_N2N, KD_OUT_S2N, STUDENT_N, TEACHER_S
+from ..helpers.logs import logged
 
 
 def build(config, **overrides):
@@ -168,12 +167,8 @@ def test_teacher_loaded_leniently_with_report(tmp_path):
     path = tmp_path / 'teacher.pth'
     torch.save({'state_dict': ckpt, 'meta': {}}, path)
 
-    logger = MMLogger.get_instance('test_teacher_load', log_level='INFO')
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger.addHandler(handler)
-    model, _ = build(KD_OUT_S2N, teacher_ckpt=str(path))
+    with logged('test_teacher_load') as records:
+        model, _ = build(KD_OUT_S2N, teacher_ckpt=str(path))
     text = '\n'.join(r.getMessage() for r in records)
     assert f'Transferred {len(state) - 1}/{len(state)} items from {path}' in text
     assert first_conv in text  # named as skipped

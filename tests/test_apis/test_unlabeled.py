@@ -1,12 +1,10 @@
 """--unlabeled: the training data of a distillation config with images without labels."""
 import copy
-import logging
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.runner import Runner, set_random_seed
 
@@ -15,6 +13,7 @@ from mmkd_yolo.apis.unlabeled import apply_unlabeled
 from mmkd_yolo.errors import ConfigError
 
 from ..conftest import KD_OUT_S2N, STUDENT_N
+from ..helpers.logs import logged
 from ..test_datasets.test_yolo_data import make_yolo_tree
 
 
@@ -103,15 +102,8 @@ def test_data_yaml_unlabeled_entry(tmp_path, monkeypatch):
     kd = prepare_train_cfg(KD_OUT_S2N, data=data)
     assert kd.train_dataloader.dataset.type == 'ConcatDataset'
     assert kd.train_dataloader.sampler.source_ratio == [0.5, 0.5]
-    logger = MMLogger.get_instance('unlabeled_yaml_test')
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
+    with logged('unlabeled_yaml_test') as records:
         plain = prepare_train_cfg(STUDENT_N, data=data)
-    finally:
-        logger.removeHandler(handler)
     assert plain.train_dataloader.dataset.type != 'ConcatDataset'
     assert any('unlabeled images are not used' in r.getMessage() for r in records)
 

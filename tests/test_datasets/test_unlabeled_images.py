@@ -8,10 +8,11 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from mmengine.logging import MMLogger
 
 from mmkd_yolo.datasets import count_overlap, list_unlabeled_images, unlabeled_coco_json
 from mmkd_yolo.errors import DataError
+
+from ..helpers.logs import logged
 
 
 def write_images(folder, n, size=(40, 64), seed=0, ext='.jpg'):
@@ -73,16 +74,9 @@ def test_json_lists_images_only_with_sizes_and_is_cached(tmp_path):
 def test_unreadable_images_are_left_out_and_named(tmp_path):
     write_images(tmp_path / 'u', 2)
     (tmp_path / 'u' / 'broken.jpg').write_bytes(b'\x00not a jpeg at all')
-    logger = MMLogger.get_instance('unlabeled_test')
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
+    with logged('unlabeled_test') as records:
         _, images = unlabeled_coco_json([str(tmp_path / 'u')], ['a'],
                                         cache_dir=str(tmp_path / 'cache'))
-    finally:
-        logger.removeHandler(handler)
     assert len(images) == 2 and not any('broken' in p for p in images)
     warned = [r.getMessage() for r in records if r.levelno == logging.WARNING]
     assert any('1 of 3 unlabeled images cannot be read' in m and 'broken.jpg' in m

@@ -7,11 +7,13 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from mmengine.logging import MMLogger
 
 from mmkd_yolo.datasets import coco_json_for, load_data_yaml, yolo_split_to_coco
 from mmkd_yolo.errors import DataError
 
 from ..conftest import KD_OUT_S2N, REPO, quick_options
+from ..helpers.logs import logged
 
 
 def make_yolo_tree(root, labels, orphans=(), names=('cat', 'dog')):
@@ -37,14 +39,10 @@ def test_background_kept_orphans_reported(tmp_path, caplog):
                           orphans=('ghost1', 'ghost2'))
     info = load_data_yaml(data)
     assert info['names'] == ['cat', 'dog'] and info['nc'] == 2
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_instance('yolo_data_test')
-    messages = []
-    import logging
-    handler = logging.Handler()
-    handler.emit = lambda r: messages.append(r.getMessage())
-    logger.addHandler(handler)
-    coco = yolo_split_to_coco(info['train'], info['names'], logger=logger)
+    with logged('yolo_data_test') as records:
+        coco = yolo_split_to_coco(info['train'], info['names'],
+                                  logger=MMLogger.get_instance('yolo_data_test'))
+    messages = [r.getMessage() for r in records]
     assert len(coco['images']) == 2  # the background image is kept
     assert len(coco['annotations']) == 2
     first = coco['annotations'][0]
