@@ -15,9 +15,10 @@ same round (mean and range over rounds), the part of it spent waiting for
 data, and the peak resident memory of the training process (the data workers are
 separate processes, alike for all variants).
 
-Two ablations show what the cost measures buy: the n <- s teacher in float32
-(``--t-precision fp32``) and mmengine's ``EMAHook`` over the whole model (teacher
-included) instead of the configs' ``StudentEMAHook``.
+Ablations show what the cost measures buy: the teacher in PyTorch float32
+(``--t-precision fp32``) and in onnxruntime (``ort``, what ``auto`` picks on CPUs without
+native bf16), and mmengine's ``EMAHook`` over the whole model (teacher included) instead
+of the configs' ``StudentEMAHook``.
 
 ``--against DIR`` also runs the distilled variants from another checkout of this project
 (e.g. ``git worktree add /tmp/prev <commit>``), in the same rounds: a before/after in one
@@ -56,6 +57,13 @@ VARIANTS = {
     'kd-out n <- s': (KD.format('', 's'), []),
     'kd-out-cwd n <- s': (KD.format('-cwd', 's'), []),
     'kd-out n <- s, teacher fp32': (KD.format('', 's'), ['--t-precision', 'fp32']),
+    # the teacher in onnxruntime (float32), what --t-precision auto picks on CPUs without
+    # native bf16, beside PyTorch float32 (what it replaced there)
+    'kd-out n <- n, teacher fp32': (KD.format('', 'n'), ['--t-weights', '{n}',
+                                                         '--t-precision', 'fp32']),
+    'kd-out n <- n, teacher ort': (KD.format('', 'n'), ['--t-weights', '{n}',
+                                                        '--t-precision', 'ort']),
+    'kd-out n <- s, teacher ort': (KD.format('', 's'), ['--t-precision', 'ort']),
     'kd-out n <- s, EMA of the whole model': (
         KD.format('', 's'), ['--cfg-options', 'custom_hooks.0.type=EMAHook']),
 }

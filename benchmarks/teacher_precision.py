@@ -1,14 +1,17 @@
-"""The teacher in bfloat16: its accuracy against float32, and its forward time.
+"""The teacher in bfloat16 and in onnxruntime: accuracy against float32, forward time.
 
     python benchmarks/teacher_precision.py [--weights ../shared/weights/yolov5n.pt]
-        [--data ../shared/data/coco128/data.yaml] [--img-size 320]
+        [--data ../shared/data/coco128/data.yaml] [--img-size 320] [--time-only]
 
 Accuracy: the official YOLOv5n, prepared as ``YOLOv5Distill`` prepares a teacher
 (BatchNorm folded, channels-last), evaluated by tools/test.py's protocol on coco128 with
 backbone, neck and head under the autocast of ``teacher_precision`` and the outputs cast
 back to float32 (as the distillation losses see them), once per precision. Time: the
 teacher forward (n and s) at batch 16 and 1, median of 10, per precision, with the weights
-and input held in that precision as ``YOLOv5Distill`` holds them.
+and input held in that precision as ``YOLOv5Distill`` holds them; ``ort``: the teacher
+exported and run by onnxruntime as ``teacher_precision='ort'`` runs it (float32: its
+records equal PyTorch's to 1e-4 relative, tests/test_algorithms/test_yolov5_distill.py,
+so its accuracy is float32's).
 """
 import argparse
 import os
@@ -81,7 +84,7 @@ def forward_ms(size, batch, img):
     fuse_conv_bn(model)
     model.to(memory_format=torch.channels_last)
     x = torch.rand(batch, 3, img, img).contiguous(memory_format=torch.channels_last)
-    out = {}
+    out = {'ort': _ort_forward_ms(model, x)}  # first, while the model is float32
     for name, dtype in (('fp32', None), ('bf16', torch.bfloat16)):
         if dtype is not None:  # as YOLOv5Distill does: cast once, not per call
             model.to(dtype)
@@ -98,34 +101,56 @@ def forward_ms(size, batch, img):
     return out
 
 
+def _ort_forward_ms(model, x):
+    """The teacher as ``teacher_precision='ort'`` runs it (recording the head outputs),
+    median ms of 10 after 3 warm-up runs; the records converted to tensors included."""
+    from mmrazor.models.task_modules.recorder import ModuleOutputsRecorder
+
+    from mmkd_yolo.models.onnx_teacher import OnnxTeacher
+    recorder = ModuleOutputsRecorder('bbox_head.head_module')
+    teacher = OnnxTeacher(model, {'preds': recorder}, x[:1], torch.get_num_threads())
+    for _ in range(3):
+        teacher(x)
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        teacher(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--weights', default=osp.join(SHARED, 'weights', 'yolov5n.pt'))
     parser.add_argument('--data', default=osp.join(SHARED, 'data', 'coco128', 'data.yaml'))
     parser.add_argument('--img-size', type=int, default=320)
+    parser.add_argument('--time-only', action='store_true',
+                        help='the forward times alone (no coco128 evaluation)')
     args = parser.parse_args()
     import mmkd_yolo  # noqa: F401
     from mmkd_yolo.models.teacher_precision import cpu_has_native_bf16
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     acc = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for precision in ('fp32', 'bf16'):
+        for precision in () if args.time_only else ('fp32', 'bf16'):
             acc[precision] = evaluate(args, precision, osp.join(tmp, precision))
             print(f'[teacher_precision] {precision}: mAP {acc[precision][0]:.4f}', flush=True)
     times = {(size, batch): forward_ms(size, batch, args.img_size)
              for size in ('n', 's') for batch in (16, 1)}
     print(f'\nTeacher precision, CPU native bf16: {cpu_has_native_bf16()}, '
           f'{torch.get_num_threads()} threads\n')
-    print(f'Official YOLOv5n on {args.data}, {args.img_size} px (teacher as distillation '
-          'runs it):\n')
-    print('| precision | mAP@.5:.95 | mAP@.5 | diff vs fp32 (points) |\n|---|---|---|---|')
-    for p, (m, m50) in acc.items():
-        print(f'| {p} | {m:.4f} | {m50:.4f} | {100 * (m - acc["fp32"][0]):+.2f} |')
+    if acc:
+        print(f'Official YOLOv5n on {args.data}, {args.img_size} px (teacher as distillation '
+              'runs it):\n')
+        print('| precision | mAP@.5:.95 | mAP@.5 | diff vs fp32 (points) |\n|---|---|---|---|')
+        for p, (m, m50) in acc.items():
+            print(f'| {p} | {m:.4f} | {m50:.4f} | {100 * (m - acc["fp32"][0]):+.2f} |')
     print(f'\nTeacher forward, {args.img_size} px, median ms:\n')
-    print('| teacher | batch | fp32 ms | bf16 ms | fp32 / bf16 |\n|---|---|---|---|---|')
+    print('| teacher | batch | fp32 ms | bf16 ms | ort ms | fp32 / bf16 | fp32 / ort |\n'
+          '|---|---|---|---|---|---|---|')
     for (size, batch), t in times.items():
-        print(f'| {size} | {batch} | {t["fp32"]:.0f} | {t["bf16"]:.0f} | '
-              f'{t["fp32"] / t["bf16"]:.2f}x |')
+        print(f'| {size} | {batch} | {t["fp32"]:.0f} | {t["bf16"]:.0f} | {t["ort"]:.0f} | '
+              f'{t["fp32"] / t["bf16"]:.2f}x | {t["fp32"] / t["ort"]:.2f}x |')
 
 
 if __name__ == '__main__':

@@ -15,8 +15,9 @@ from mmrazor.models.utils import add_prefix
 from ..errors import ConfigError
 from ..registry import MODELS
 from ..models.detector_cfg import resolve_detector_cfg
-from ..models.teacher_precision import (TEACHER_PRECISIONS, resolve_teacher_precision,
-                                        teacher_autocast, to_float32)
+from ..models.onnx_teacher import OnnxTeacher
+from ..models.teacher_precision import (AUTOCAST_DTYPES, TEACHER_PRECISIONS,
+                                        choose_teacher_runtime, teacher_autocast, to_float32)
 from .teacher_loading import load_teacher_weights
 
 LossResults = Dict[str, torch.Tensor]
@@ -62,7 +63,7 @@ class YOLOv5Distill(SingleTeacherDistill):
     * the teacher is an inference model: its BatchNorm is folded into its convolutions
       and it runs in channels-last memory format (see :meth:`_make_teacher_inference_only`),
       in bfloat16 where the hardware computes it natively (``teacher_precision``; its
-      weights are then held in bfloat16);
+      weights are then held in bfloat16), in onnxruntime on other CPUs;
     * the recorded tensors are dropped once the distillation losses are computed:
       mmrazor's recorders keep them until the next iteration, through the backward pass;
     * teacher weights are loaded leniently (tensors matched by name and shape) with a
@@ -82,10 +83,11 @@ class YOLOv5Distill(SingleTeacherDistill):
             losses and ``loss_forward_mappings``.
         teacher_ckpt (str, optional): Teacher weights (an mmengine checkpoint or a plain
             state dict). Defaults to None (a randomly initialised teacher: for tests).
-        teacher_precision (str): Autocast of the teacher forward: ``auto`` (bfloat16 on
-            CPUs with AMX / AVX512-BF16, float16 or bfloat16 on CUDA, else float32),
-            ``fp32``, ``bf16`` or ``fp16``. Its records are cast back to float32 for the
-            losses. Defaults to 'auto'.
+        teacher_precision (str): What runs the teacher forward: ``auto`` (bfloat16 on
+            CPUs with AMX / AVX512-BF16, onnxruntime on other CPUs, float16 or bfloat16
+            on CUDA), ``fp32``, ``bf16``, ``fp16`` (PyTorch autocast) or ``ort``
+            (onnxruntime, float32, CPU). Its records are float32 for the losses.
+            Defaults to 'auto'.
         data_preprocessor (dict, optional): Defaults to the student's.
         init_cfg (dict, optional): Initialisation config.
     """
@@ -124,7 +126,8 @@ class YOLOv5Distill(SingleTeacherDistill):
             raise ConfigError(f'teacher_precision={teacher_precision!r} is not one of '
                               f'{TEACHER_PRECISIONS} (--t-precision).')
         self.teacher_precision = teacher_precision
-        self._teacher_dtype: Dict[str, Optional[torch.dtype]] = {}
+        self._teacher_runtime: Dict[str, str] = {}  # per device type: fp32/bf16/fp16/ort
+        self._onnx_teacher: Optional[OnnxTeacher] = None  # built where it first runs
         self.teacher_transferred = None
         if teacher_ckpt:
             self.teacher_transferred = load_teacher_weights(self.teacher, teacher_ckpt)
@@ -212,6 +215,15 @@ class YOLOv5Distill(SingleTeacherDistill):
             batch_inputs (Tensor): Preprocessed images, shape (N, 3, H, W).
         """
         device = batch_inputs.device
+        if self._teacher_runtime_for(device) == 'ort':
+            if self._onnx_teacher is None:
+                self._onnx_teacher = OnnxTeacher(
+                    self.teacher, self.distiller.teacher_recorders.recorders,
+                    batch_inputs[:1], torch.get_num_threads())
+            records = self._onnx_teacher(batch_inputs)
+            for name, recorder in self.distiller.teacher_recorders.recorders.items():
+                recorder._data_buffer = records[name]
+            return
         dtype = self._teacher_autocast_dtype(device)
         x = batch_inputs.to(dtype=dtype or batch_inputs.dtype,
                             memory_format=torch.channels_last)
@@ -232,15 +244,28 @@ class YOLOv5Distill(SingleTeacherDistill):
         if dtype is not None and next(self.teacher.parameters()).dtype != dtype:
             self.teacher.to(dtype)
 
-    def _teacher_autocast_dtype(self, device: torch.device) -> Optional[torch.dtype]:
-        """``teacher_precision`` resolved for ``device`` (once per device type, logged)."""
-        if device.type not in self._teacher_dtype:
-            dtype = resolve_teacher_precision(self.teacher_precision, device)
-            self._teacher_dtype[device.type] = dtype
+    def _teacher_runtime_for(self, device: torch.device) -> str:
+        """``teacher_precision`` resolved for ``device`` (once per device type, logged
+        with the reason): ``fp32``, ``bf16``, ``fp16`` or ``ort``."""
+        if device.type not in self._teacher_runtime:
+            runtime, why = choose_teacher_runtime(self.teacher_precision, device)
+            self._teacher_runtime[device.type] = runtime
+            what = ('onnxruntime, float32' if runtime == 'ort' else
+                    f'PyTorch, {AUTOCAST_DTYPES.get(runtime, torch.float32)}')
             MMLogger.get_current_instance().info(
-                f'YOLOv5Distill: teacher forward in {dtype or torch.float32} on '
-                f'{device.type} (teacher_precision={self.teacher_precision!r})')
-        return self._teacher_dtype[device.type]
+                f'YOLOv5Distill: teacher forward in {what} on {device.type} '
+                f'(teacher_precision={self.teacher_precision!r}: {why})')
+        return self._teacher_runtime[device.type]
+
+    def _teacher_autocast_dtype(self, device: torch.device) -> Optional[torch.dtype]:
+        """The autocast dtype of the PyTorch teacher forward (None: float32)."""
+        return AUTOCAST_DTYPES.get(self._teacher_runtime_for(device))
+
+    def __getstate__(self) -> dict:
+        """An onnxruntime session cannot be copied or pickled: a copy exports its own."""
+        state = super().__getstate__()
+        state['_onnx_teacher'] = None
+        return state
 
     def train(self, mode: bool = True) -> 'YOLOv5Distill':
         """Set the student (and connectors) to ``mode``; the teacher stays in eval."""
@@ -263,6 +288,7 @@ class YOLOv5Distill(SingleTeacherDistill):
             distillation is stopped, ``distill.<name>`` (or ``distill.<name>_<part>``).
         """
         losses: LossResults = {}
+        batch_size = batch_inputs.shape[0]
         unlabeled = data_samples.get('unlabeled') if isinstance(data_samples, dict) else None
         if unlabeled is not None:
             extra = [k for k in ('masks', 'keypoints') if k in data_samples]
@@ -290,6 +316,9 @@ class YOLOv5Distill(SingleTeacherDistill):
             else:
                 student_losses = self._labeled_student_loss(batch_inputs, data_samples,
                                                             unlabeled)
+        if 'data.labeled' in losses:
+            student_losses = _full_batch_scale(student_losses, losses['data.labeled'],
+                                               batch_size)
         losses.update(add_prefix(student_losses, 'student'))
         if self.distillation_stopped:
             # The connectors get no gradient once distillation stops, and DDP (without
@@ -348,6 +377,30 @@ class YOLOv5Distill(SingleTeacherDistill):
         for manager in (self.distiller.student_recorders, self.distiller.teacher_recorders):
             for recorder in manager.recorders.values():
                 recorder.reset_data_buffer()
+
+
+def _full_batch_scale(student_losses: LossResults, num_labeled: torch.Tensor,
+                      batch_size: int) -> LossResults:
+    """The detection loss of the K labeled images of a mixed batch, at a full batch's scale.
+
+    mmyolo's YOLOv5 loss is a per-image mean times the number of images it sees (YOLOv5's
+    ``loss * bs``, which the configs' learning rate is set for). On the K labeled images
+    of a batch of N that factor is K: the unlabeled images would shrink the detection
+    loss's gradient by K / N (half at the default ratio) as if they were a lower learning
+    rate. Semi-supervised detectors keep the supervised loss at its own scale and add the
+    unlabeled images' loss on top; so does this: the factor becomes N.
+
+    Args:
+        student_losses (dict[str, Tensor]): mmyolo's losses on the labeled images.
+        num_labeled (Tensor): K, a scalar.
+        batch_size (int): N, the images of the batch (labeled and unlabeled).
+
+    Returns:
+        dict[str, Tensor]: The losses times N / K (with no labeled image, the zero loss
+        that keeps the graph).
+    """
+    scale = batch_size / num_labeled.clamp(min=1)  # a tensor: no device sync
+    return {name: value * scale for name, value in student_losses.items()}
 
 
 def _labeled_targets(data_samples: dict, unlabeled: torch.Tensor) -> tuple:

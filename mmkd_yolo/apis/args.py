@@ -32,9 +32,10 @@ def add_distill_args(parser: argparse.ArgumentParser) -> None:
                         'student and teacher')
     parser.add_argument('--img-size', type=int, metavar='N',
                         help='train and evaluate at N px (pipelines and loss weights)')
-    parser.add_argument('--t-precision', choices=['auto', 'fp32', 'bf16', 'fp16'],
-                        help='teacher forward precision (model.teacher_precision; default '
-                        'auto: bf16 on CPUs with AMX/AVX512-BF16, fp16/bf16 on CUDA)')
+    parser.add_argument('--t-precision', choices=['auto', 'fp32', 'bf16', 'fp16', 'ort'],
+                        help='what runs the teacher forward (model.teacher_precision; '
+                        'default auto: bf16 on CPUs with AMX/AVX512-BF16, ort (onnxruntime, '
+                        'float32) on other CPUs, fp16/bf16 on CUDA)')
     parser.add_argument('--unlabeled', action='append', metavar='PATH',
                         help='images without labels to distil on (a folder, a glob, a .txt '
                         'list; repeatable): each batch mixes them with labeled images, the '

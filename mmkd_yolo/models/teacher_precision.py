@@ -6,23 +6,26 @@ where supported) on CUDA. Measured on this project's 2-core Xeon with AMX (folde
 channels-last teacher, ``benchmarks/teacher_precision.py``): the YOLOv5-s forward at
 320 px, batch 16, takes 372 ms in float32 and 121 ms in bfloat16, 1.7x less at batch 1,
 and the official YOLOv5n scores 0.295 mAP on coco128 in bfloat16 against 0.294 in
-float32. Without native units bfloat16 is emulated in software, so ``auto`` keeps
-float32 there (not measured: this machine has the units). The distillation losses
-still see float32: the records are cast back.
+float32. Without native units bfloat16 is emulated in software, so ``auto`` runs the
+teacher in onnxruntime there instead (``ort``: float32, the same records as PyTorch's, a
+faster forward: :mod:`~mmkd_yolo.models.onnx_teacher`), or PyTorch float32 if
+onnxruntime is missing. The distillation losses still see float32: the records are cast
+back.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-from typing import ContextManager, Optional
+from typing import ContextManager, Optional, Tuple
 
 import torch
 
 from ..errors import ConfigError
 
-#: The values of ``YOLOv5Distill(teacher_precision=...)`` and ``--t-precision``.
-TEACHER_PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
-_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+#: The values of ``YOLOv5Distill(teacher_precision=...)`` and ``--t-precision``; ``ort``:
+#: onnxruntime in float32 (CPU; :class:`~mmkd_yolo.models.onnx_teacher.OnnxTeacher`).
+TEACHER_PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'ort')
+AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,31 +39,65 @@ def cpu_has_native_bf16() -> bool:
     return 'amx_bf16' in flags or 'avx512_bf16' in flags
 
 
-def resolve_teacher_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype of the teacher forward, or None for float32.
+def onnxruntime_available() -> bool:
+    """Whether onnxruntime imports (a runtime requirement; absent only if removed)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_teacher_runtime(precision: str, device: torch.device) -> Tuple[str, str]:
+    """What runs the teacher forward on ``device``, and why (for the log).
 
     Args:
-        precision (str): One of :data:`TEACHER_PRECISIONS`. ``auto``: bfloat16 on CPUs
-            with native bf16, float16 (bfloat16 if supported) on CUDA, else float32.
+        precision (str): One of :data:`TEACHER_PRECISIONS`. ``auto``: on CUDA float16
+            (bfloat16 where supported); on a CPU with native bf16 units bfloat16, on any
+            other CPU onnxruntime (float32, same results as PyTorch's, faster), PyTorch
+            float32 if onnxruntime is missing.
+        device (torch.device): Where the teacher runs.
+
+    Returns:
+        tuple[str, str]: ``fp32``, ``bf16``, ``fp16`` or ``ort``, and the reason.
+    """
+    if precision not in TEACHER_PRECISIONS:
+        raise ConfigError(f'teacher_precision={precision!r} is not one of '
+                          f'{TEACHER_PRECISIONS} (--t-precision).')
+    if precision != 'auto':
+        if device.type == 'cpu' and precision == 'fp16':
+            raise ConfigError('teacher_precision=fp16 is for CUDA; on CPU use bf16, ort '
+                              'or fp32.')
+        if device.type != 'cpu' and precision == 'ort':
+            raise ConfigError(f"teacher_precision='ort' runs the teacher on the CPU; on "
+                              f'{device.type} use fp16, bf16 or fp32.')
+        return precision, 'as set'
+    if device.type == 'cuda':
+        if torch.cuda.is_bf16_supported():
+            return 'bf16', 'CUDA with bfloat16 support'
+        return 'fp16', 'CUDA without bfloat16 support'
+    if device.type != 'cpu':
+        return 'fp32', f'no reduced precision chosen for {device.type}'
+    if cpu_has_native_bf16():
+        return 'bf16', 'the CPU computes bfloat16 natively (AMX / AVX512-BF16)'
+    if onnxruntime_available():
+        return 'ort', ('no native bfloat16 on this CPU (AVX2): onnxruntime runs the float32 '
+                       'teacher faster than PyTorch')
+    return 'fp32', 'no native bfloat16 on this CPU and onnxruntime is not installed'
+
+
+def resolve_teacher_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of a PyTorch teacher forward, or None for float32.
+
+    Args:
+        precision (str): One of :data:`TEACHER_PRECISIONS` (see
+            :func:`choose_teacher_runtime`; ``ort`` computes in float32: None).
         device (torch.device): Where the teacher runs.
 
     Returns:
         torch.dtype | None: ``torch.bfloat16``, ``torch.float16`` or None (float32).
     """
-    if precision not in TEACHER_PRECISIONS:
-        raise ConfigError(f'teacher_precision={precision!r} is not one of '
-                          f'{TEACHER_PRECISIONS} (--t-precision).')
-    if precision == 'fp32':
-        return None
-    if precision == 'auto':
-        if device.type == 'cuda':
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == 'cpu' and cpu_has_native_bf16():
-            return torch.bfloat16
-        return None
-    if device.type == 'cpu' and precision == 'fp16':
-        raise ConfigError('teacher_precision=fp16 is for CUDA; on CPU use bf16 or fp32.')
-    return _DTYPES[precision]
+    return AUTOCAST_DTYPES.get(choose_teacher_runtime(precision, device)[0])
 
 
 def teacher_autocast(dtype: Optional[torch.dtype], device: torch.device) -> ContextManager:

@@ -140,6 +140,67 @@ def test_bf16_teacher_gives_float32_records_close_to_fp32(batch, tmp_path):
         build(KD_OUT_S2N, teacher_precision='half')
 
 
+def test_onnxruntime_teacher_records_match_pytorch_float32(batch, tmp_path):
+    """teacher_precision='ort': the records (head outputs and neck features) and the
+    distillation losses are PyTorch float32's, from onnxruntime; batch, height and width
+    are dynamic (a smaller batch at another size runs the same graph); a copy of the model
+    (as EMA or a checkpoint makes) leaves the session behind."""
+    path = tmp_path / 'teacher.pth'
+    torch.manual_seed(0)
+    torch.save({'state_dict': MODELS.build(load_detector_cfg(TEACHER_S)).state_dict()}, path)
+    records, losses, models = {}, {}, {}
+    for precision in ('fp32', 'ort'):
+        torch.manual_seed(1)
+        model, _ = build(KD_CWD_S2N, teacher_ckpt=str(path), teacher_precision=precision)
+        model.train()
+        data = model.data_preprocessor(copy.deepcopy(batch), True)
+        with torch.no_grad():
+            with logged(f'ort-teacher-{precision}') as lines:
+                model.teacher_forward(data['inputs'])
+            recorders = model.distiller.teacher_recorders
+            records[precision] = {name: rec.data_buffer
+                                  for name, rec in recorders.recorders.items()}
+            small = data['inputs'][:2, :, :96, :128]
+            model.teacher_forward(small)
+            records[precision + '-small'] = recorders.get_recorder('neck2').data_buffer
+            losses[precision] = model(**data, mode='loss')
+        models[precision] = model
+    messages = [r.getMessage() for r in lines]
+    assert any("onnxruntime, float32 on cpu (teacher_precision='ort': as set)" in m
+               for m in messages), messages
+    assert models['ort']._onnx_teacher is not None and models['fp32']._onnx_teacher is None
+    assert set(records['ort']) == {'preds', 'neck0', 'neck1', 'neck2'}
+    for name, ref in records['fp32'].items():
+        got = records['ort'][name]
+        assert type(got) is type(ref) and len(got) == len(ref) == 1, name
+        ref_flat = [t for part in ref[0] for t in part] if name == 'preds' else ref
+        got_flat = [t for part in got[0] for t in part] if name == 'preds' else got
+        assert len(got_flat) == len(ref_flat) and len(ref_flat) in (1, 9)
+        for r, o in zip(ref_flat, got_flat):
+            assert o.dtype == torch.float32 and o.shape == r.shape and o.is_contiguous()
+            # to within 1e-4 of the record's own scale (random weights: neck features
+            # of 0.008-0.06, head outputs of ~2), not an absolute tolerance near zero
+            scale = r.abs().max().item()
+            assert scale > 1e-3 and (o - r).abs().max().item() <= 1e-4 * scale, name
+    assert records['ort-small'][0].shape == (2, 512, 3, 4)  # stride 32 of 96 x 128
+    ref = records['fp32-small'][0]
+    assert (records['ort-small'][0] - ref).abs().max() <= 1e-4 * ref.abs().max()
+    for name, value in losses['fp32'].items():
+        torch.testing.assert_close(losses['ort'][name], value, rtol=1e-4, atol=1e-6)
+    assert copy.deepcopy(models['ort'])._onnx_teacher is None
+
+
+def test_onnxruntime_teacher_refuses_input_recorders(batch):
+    model, _ = build(KD_OUT_S2N, teacher_precision='ort')
+    from mmrazor.models.task_modules.recorder import ModuleInputsRecorder
+    recorder = ModuleInputsRecorder('neck')
+    recorder.initialize(model.teacher)
+    model.distiller.teacher_recorders.recorders['inputs'] = recorder
+    data = model.data_preprocessor(copy.deepcopy(batch), True)
+    with pytest.raises(ConfigError, match=r"records module outputs only.*\['inputs'\]"):
+        model.teacher_forward(data['inputs'])
+
+
 def test_class_count_mismatch_names_both():
     teacher = load_detector_cfg(TEACHER_S)
     teacher.bbox_head.head_module.num_classes = 80
@@ -357,22 +418,33 @@ def mixed(model, batch, n_unlabeled=2):
 
 def test_unlabeled_images_add_no_detection_loss_and_are_distilled(batch):
     """The student's detection loss of a mixed batch is that of its labeled images alone
-    (BN in eval mode, so the other images do not change the features); treated as
-    background, the same images would change it. The distillation loss covers all."""
+    (BN in eval mode, so the other images do not change the features), at the full
+    batch's scale (mmyolo multiplies its mean by the images it sees: 4 here, 6 in the
+    batch); the unlabeled images get no gradient from it, which as background images
+    they would. The distillation loss covers all."""
     model, _ = build(KD_OUT_S2N)
     model.eval()
     inputs, samples, labeled_only = mixed(model, batch)
+
+    def detection_grad(samples):
+        """The student detection loss's gradient on each image, summed, shape (6,)."""
+        images = inputs.clone().requires_grad_(True)
+        losses = model.loss(images, samples)
+        total = sum(v for k, v in losses.items() if k.startswith('student.'))
+        return torch.autograd.grad(total, images)[0].abs().sum((1, 2, 3))
+
     with torch.no_grad():
         got = model.loss(inputs, samples)
         alone = model.loss(labeled_only['inputs'], labeled_only['data_samples'])
-        as_background = model.loss(inputs, dict(samples, unlabeled=torch.zeros(6).bool()))
         unmasked = model.loss(inputs, {k: v for k, v in samples.items() if k != 'unlabeled'})
     assert got['data.labeled'].item() == 4 and got['data.unlabeled'].item() == 2
     for key in ('student.loss_cls', 'student.loss_obj', 'student.loss_bbox'):
         assert got[key].item() > 0.01
-        assert torch.allclose(got[key], alone[key], rtol=1e-5), key
-    assert as_background['student.loss_obj'].item() != pytest.approx(
-        got['student.loss_obj'].item(), rel=1e-3)
+        assert torch.allclose(got[key], alone[key] * 6 / 4, rtol=1e-5), key
+    masked = detection_grad(samples)
+    as_background = detection_grad(dict(samples, unlabeled=torch.zeros(6).bool()))
+    assert (masked[:4] > 0).all() and (masked[4:] == 0).all(), masked
+    assert (as_background[4:] > 0).all(), as_background
     distill = [k for k in got if k.startswith('distill.')]
     assert distill and all(torch.allclose(got[k], unmasked[k], rtol=1e-5) for k in distill)
     assert any(not torch.allclose(got[k], alone[k], rtol=1e-3) for k in distill)
@@ -393,8 +465,8 @@ def test_unlabeled_images_left_out_once_distillation_stops(batch):
     assert seen == [4, 4]  # the two unlabeled images never reached the student
     assert not [k for k in got if k.startswith('distill.')]
     assert got['data.unlabeled'].item() == 0 and got['data.labeled'].item() == 4  # used
-    for key in ('student.loss_cls', 'student.loss_obj', 'student.loss_bbox'):
-        assert torch.allclose(got[key], alone[key], rtol=1e-5), key
+    for key in ('student.loss_cls', 'student.loss_obj', 'student.loss_bbox'):  # batch of 6
+        assert torch.allclose(got[key], alone[key] * 6 / 4, rtol=1e-5), key
 
 
 def test_mixed_batch_gradients_reach_the_student(batch):
@@ -413,7 +485,7 @@ def test_fp16_teacher_builds_on_cpu_and_is_refused_where_it_runs(batch):
     fp16 (CUDA only) must not fail at build time (the width probe runs in float32, and
     resolves no precision), only when the teacher runs on a CPU."""
     model, _ = build(KD_CWD_S2N, teacher_precision='fp16')
-    assert model._teacher_dtype == {}  # nothing resolved (or logged) for the build's CPU
+    assert model._teacher_runtime == {}  # nothing resolved (or logged) for the build's CPU
     with pytest.raises(ConfigError, match='fp16 is for CUDA'):
         run_loss(model, batch)
 
@@ -421,7 +493,8 @@ def test_fp16_teacher_builds_on_cpu_and_is_refused_where_it_runs(batch):
 def test_interleaved_unlabeled_images_keep_each_box_on_its_image(batch):
     """Labeled and unlabeled images in any order (a DDP rank or a future sampler need not
     put the labeled ones first): each box must follow its image when the unlabeled ones
-    are taken out, so the loss equals the labeled images' alone."""
+    are taken out, so the loss equals the labeled images' alone (at the scale of the
+    batch's 7 images)."""
     model, _ = build(KD_OUT_S2N)
     model.eval()
     data = model.data_preprocessor(copy.deepcopy(batch), True)
@@ -440,8 +513,8 @@ def test_interleaved_unlabeled_images_keep_each_box_on_its_image(batch):
         model.distillation_stopped = True
         stopped = model.loss(mixed_inputs, mixed_samples)
     for key in ('student.loss_cls', 'student.loss_obj', 'student.loss_bbox'):
-        assert torch.allclose(got[key], alone[key], rtol=1e-5), key
-        assert torch.allclose(stopped[key], alone[key], rtol=1e-5), key
+        assert torch.allclose(got[key], alone[key] * 7 / 4, rtol=1e-5), key
+        assert torch.allclose(stopped[key], alone[key] * 7 / 4, rtol=1e-5), key
 
 
 def test_a_batch_without_labeled_images_has_a_zero_detection_loss(batch):

@@ -11,6 +11,7 @@ CPU = torch.device('cpu')
 def test_resolve(monkeypatch):
     assert tp.resolve_teacher_precision('fp32', CPU) is None
     assert tp.resolve_teacher_precision('bf16', CPU) is torch.bfloat16
+    assert tp.resolve_teacher_precision('ort', CPU) is None  # float32, outside PyTorch
     monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: True)
     assert tp.resolve_teacher_precision('auto', CPU) is torch.bfloat16
     monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: False)
@@ -19,6 +20,23 @@ def test_resolve(monkeypatch):
         tp.resolve_teacher_precision('fp16', CPU)
     with pytest.raises(ConfigError, match='--t-precision'):
         tp.resolve_teacher_precision('int8', CPU)
+
+
+def test_auto_runtime_per_cpu_with_its_reason(monkeypatch):
+    """auto: bf16 where the CPU has the units, else onnxruntime, else PyTorch float32;
+    each with the reason the log gives. ort is for CPUs only."""
+    monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: True)
+    assert tp.choose_teacher_runtime('auto', CPU) == (
+        'bf16', 'the CPU computes bfloat16 natively (AMX / AVX512-BF16)')
+    monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: False)
+    runtime, why = tp.choose_teacher_runtime('auto', CPU)
+    assert runtime == 'ort' and 'no native bfloat16' in why and 'onnxruntime' in why
+    monkeypatch.setattr(tp, 'onnxruntime_available', lambda: False)
+    assert tp.choose_teacher_runtime('auto', CPU) == (
+        'fp32', 'no native bfloat16 on this CPU and onnxruntime is not installed')
+    assert tp.choose_teacher_runtime('ort', CPU) == ('ort', 'as set')
+    with pytest.raises(ConfigError, match="'ort' runs the teacher on the CPU"):
+        tp.choose_teacher_runtime('ort', torch.device('cuda'))
 
 
 def test_to_float32_nested_and_contiguous():

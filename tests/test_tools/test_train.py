@@ -38,16 +38,20 @@ def scalars(work_dir):
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.parametrize('config,switch,has_feature', [
-    (KD_CWD_S2N, '--d-output', False),
-    (KD_OUT_S2N, '--d-feature', True),
+@pytest.mark.parametrize('config,switch,has_feature,runtime', [
+    (KD_CWD_S2N, '--d-output', False, 'auto'),
+    # the teacher in onnxruntime, its neck features recorded too
+    (KD_OUT_S2N, '--d-feature', True, 'ort'),
 ])
-def test_train_cli_switches_then_validate(shapes_dir, tmp_path, config, switch, has_feature):
+def test_train_cli_switches_then_validate(shapes_dir, tmp_path, config, switch, has_feature,
+                                          runtime):
     work_dir = tmp_path / 'work'
     # the configs as shipped: a 2-epoch run distils throughout (the stop scales with it)
     opts = quick_options(work_dir)
-    out = run_tool([osp.join(REPO, 'tools', 'train.py'), config, switch, '--cfg-options'] +
-                   cli_options(opts), cwd=shapes_dir)
+    out = run_tool([osp.join(REPO, 'tools', 'train.py'), config, switch, '--t-precision',
+                    runtime, '--cfg-options'] + cli_options(opts), cwd=shapes_dir)
+    assert ("teacher forward in onnxruntime, float32 on cpu (teacher_precision='ort'"
+            in out) == (runtime == 'ort')
     rows = scalars(str(work_dir))
     train_rows = [r for r in rows if 'student.loss_cls' in r]
     assert len(train_rows) == 4  # 2 epochs x 2 iterations
@@ -127,8 +131,9 @@ def test_teacher_frozen_and_resume_restores_connectors(shapes_dir, tmp_path, mon
 def test_dist_train_two_cpu_processes(shapes_dir, tmp_path):
     work_dir = tmp_path / 'work'
     env = dict(os.environ, PYTHON=sys.executable, PORT='29533', OMP_NUM_THREADS='1')
-    out = subprocess.run(
-        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), KD_CWD_S2N, '2', '--cfg-options'] +
+    out = subprocess.run(  # the teacher in onnxruntime: a session per process
+        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), KD_CWD_S2N, '2',
+         '--t-precision', 'ort', '--cfg-options'] +
         cli_options(quick_options(work_dir, epochs=1, batch=2)),
         cwd=shapes_dir, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
@@ -138,6 +143,7 @@ def test_dist_train_two_cpu_processes(shapes_dir, tmp_path):
     assert len(train_rows) == 2
     assert osp.isfile(work_dir / 'epoch_1.pth')
     assert 'Distributed launcher: pytorch' in out.stdout
+    assert 'teacher exported to ONNX' in out.stdout  # (rank 0 logs)
 
     test = subprocess.run(
         ['bash', osp.join(REPO, 'tools', 'dist_test.sh'), KD_CWD_S2N,
