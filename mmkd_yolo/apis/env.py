@@ -46,8 +46,14 @@ def collect_env() -> 'OrderedDict[str, str]':
         from mmkd_yolo import compat
         env['mmrazor'] = _version('mmrazor')
         env['mmkd_yolo'] = mmkd_yolo.__version__
-        from mmkd_yolo.models.teacher_precision import cpu_has_native_bf16
-        env['CPU native bf16 (teacher_precision=auto)'] = str(cpu_has_native_bf16())
+        import torch
+
+        from mmkd_yolo.models.teacher_precision import (choose_teacher_runtime,
+                                                        cpu_has_native_bf16)
+        env['CPU native bf16'] = str(cpu_has_native_bf16())
+        runtime, why = choose_teacher_runtime('auto', torch.device('cpu'))
+        env['teacher on CPU (teacher_precision=auto)'] = f'{runtime}: {why}'
+
         for i, measure in enumerate(compat.ACTIVE_MEASURES):
             env[f'compat measure {i + 1}'] = measure
     except Exception as e:

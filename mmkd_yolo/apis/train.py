@@ -49,8 +49,8 @@ def prepare_train_cfg(config: str,
         launcher (str): ``none`` or ``pytorch`` (torchrun), ``slurm``, ``mpi``.
         t_weights (str, optional): Teacher weights.
         t_cfg (str, optional): Teacher config file (its ``model``).
-        t_precision (str, optional): Teacher forward precision (``auto``, ``fp32``,
-            ``bf16``, ``fp16``); None keeps the config's.
+        t_precision (str, optional): What runs the teacher forward (``auto``, ``fp32``,
+            ``bf16``, ``fp16``, ``ort``); None keeps the config's.
         d_output (bool): Distill outputs only.
         d_feature (bool): Distill outputs and neck features.
         data (str, optional): An Ultralytics ``data.yaml``: datasets and class count.

@@ -1,9 +1,10 @@
 """The frozen teacher's recorded outputs computed by onnxruntime (``teacher_precision='ort'``).
 
 The teacher never trains, so it can run in an inference runtime. On CPUs without native
-bfloat16 units (AVX2 only) PyTorch's eager float32 forward is the slowest way to run it:
-onnxruntime fuses and schedules the same graph, in float32 with the same results, about
-twice as fast (``benchmarks/teacher_precision.py``). mmrazor's recorders are forward hooks
+bfloat16 units PyTorch's float32 forward is all that is left in PyTorch; onnxruntime runs
+the same graph in float32 with the same results, faster: 1.15x-1.23x at batch 16 on this
+project's AVX512 CPU (``benchmarks/teacher_precision.py --time-only``), 262 -> 183 ms on
+an AVX2-only one (the measurement that asked for it). mmrazor's recorders are forward hooks
 on PyTorch modules, which an onnxruntime graph has none of; so the graph is exported with
 the recorded modules' outputs as its outputs, and its results are put into the recorders'
 buffers, as the hooks would have.
@@ -41,7 +42,14 @@ def _flatten(data: Any) -> Tuple[List[torch.Tensor], Any]:
                       "teacher_precision='ort' records tensors (or tuples/lists of them).")
 
 
+def unsupported_recorders(recorders: Dict[str, BaseRecorder]) -> List[str]:
+    """Names of the recorders the exported graph cannot serve (all but module outputs;
+    exactly ``ModuleOutputsRecorder``: mmrazor's ``ModuleInputsRecorder`` subclasses it)."""
+    return [name for name, rec in recorders.items() if type(rec) is not ModuleOutputsRecorder]
+
+
 def _unflatten(tensors: List[torch.Tensor], spec: Any) -> Any:
+    """The inverse of :func:`_flatten`: ``tensors`` rebuilt into the structure ``spec``."""
     if spec is None:
         return tensors[0]
     kind, specs = spec
@@ -64,10 +72,10 @@ class _RecordedOutputs(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         modules = dict(self.teacher.named_modules())
         calls: Dict[str, list] = {source: [] for source in self.sources}
-        handles = [
+        handles = [  # one hook per module, however many recorders share it
             modules[source].register_forward_hook(
                 lambda module, args, out, source=source: calls[source].append(out))
-            for source in self.sources
+            for source in calls
         ]
         try:
             self.teacher._forward(x)
@@ -96,9 +104,7 @@ class OnnxTeacher:
     def __init__(self, teacher: nn.Module, recorders: Dict[str, BaseRecorder],
                  example: torch.Tensor, num_threads: int) -> None:
         import onnxruntime as ort
-        # exactly ModuleOutputs: mmrazor's ModuleInputsRecorder is a subclass of it
-        unsupported = [name for name, rec in recorders.items()
-                       if type(rec) is not ModuleOutputsRecorder]
+        unsupported = unsupported_recorders(recorders)
         if unsupported:
             raise ConfigError(
                 f"teacher_precision='ort' runs the teacher outside PyTorch and records "
@@ -107,7 +113,9 @@ class OnnxTeacher:
                 "--t-precision fp32 (or bf16) with these recorders.")
         self.names = list(recorders)
         start = time.perf_counter()
-        wrapper = _RecordedOutputs(teacher, [recorders[n].source for n in self.names])
+        # eval(): the exporter restores the wrapper's mode afterwards, and a new module's
+        # is training, which would set the teacher training as well
+        wrapper = _RecordedOutputs(teacher, [recorders[n].source for n in self.names]).eval()
         graph = io.BytesIO()
         with torch.no_grad():
             # dynamo=False: the TorchScript exporter, as the deploy exporter uses

@@ -2,15 +2,15 @@
 
 The teacher only ever runs inference, so it can run where the hardware is fastest:
 bfloat16 on CPUs with native bf16 units (Intel AMX or AVX512-BF16), float16 (bfloat16
-where supported) on CUDA. Measured on this project's 2-core Xeon with AMX (folded,
-channels-last teacher, ``benchmarks/teacher_precision.py``): the YOLOv5-s forward at
-320 px, batch 16, takes 372 ms in float32 and 121 ms in bfloat16, 1.7x less at batch 1,
-and the official YOLOv5n scores 0.295 mAP on coco128 in bfloat16 against 0.294 in
-float32. Without native units bfloat16 is emulated in software, so ``auto`` runs the
-teacher in onnxruntime there instead (``ort``: float32, the same records as PyTorch's, a
-faster forward: :mod:`~mmkd_yolo.models.onnx_teacher`), or PyTorch float32 if
-onnxruntime is missing. The distillation losses still see float32: the records are cast
-back.
+where supported) on CUDA. Measured (folded, channels-last teacher,
+``benchmarks/teacher_precision.py``): the YOLOv5-s forward at 320 px, batch 16, takes
+372 ms in float32 and 121 ms in bfloat16 on a 2-core Xeon with AMX, 423 and 203 ms on a
+2-core EPYC with AVX512-BF16; the official YOLOv5n scores 0.295 mAP on coco128 in
+bfloat16 against 0.294 in float32. Without native units bfloat16 is emulated in
+software, so ``auto`` runs the teacher in onnxruntime there instead (``ort``: float32,
+the same records as PyTorch's, a faster forward: :mod:`~mmkd_yolo.models.onnx_teacher`),
+or PyTorch float32 if onnxruntime is missing. The distillation losses still see float32:
+the records are cast back.
 """
 from __future__ import annotations
 
@@ -71,6 +71,9 @@ def choose_teacher_runtime(precision: str, device: torch.device) -> Tuple[str, s
         if device.type != 'cpu' and precision == 'ort':
             raise ConfigError(f"teacher_precision='ort' runs the teacher on the CPU; on "
                               f'{device.type} use fp16, bf16 or fp32.')
+        if precision == 'ort' and not onnxruntime_available():
+            raise ConfigError("teacher_precision='ort' needs onnxruntime: pip install "
+                              'onnxruntime (a requirement of mmkd_yolo), or use fp32.')
         return precision, 'as set'
     if device.type == 'cuda':
         if torch.cuda.is_bf16_supported():
@@ -81,8 +84,8 @@ def choose_teacher_runtime(precision: str, device: torch.device) -> Tuple[str, s
     if cpu_has_native_bf16():
         return 'bf16', 'the CPU computes bfloat16 natively (AMX / AVX512-BF16)'
     if onnxruntime_available():
-        return 'ort', ('no native bfloat16 on this CPU (AVX2): onnxruntime runs the float32 '
-                       'teacher faster than PyTorch')
+        return 'ort', ('no native bfloat16 on this CPU: the float32 teacher in onnxruntime '
+                       'rather than PyTorch (benchmarks/teacher_precision.py)')
     return 'fp32', 'no native bfloat16 on this CPU and onnxruntime is not installed'
 
 

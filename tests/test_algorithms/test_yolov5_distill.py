@@ -162,7 +162,9 @@ def test_onnxruntime_teacher_records_match_pytorch_float32(batch, tmp_path):
                                   for name, rec in recorders.recorders.items()}
             small = data['inputs'][:2, :, :96, :128]
             model.teacher_forward(small)
-            records[precision + '-small'] = recorders.get_recorder('neck2').data_buffer
+            records[precision + '-small'] = (
+                recorders.get_recorder('neck2').data_buffer[0],
+                *[t for part in recorders.get_recorder('preds').data_buffer[0] for t in part])
             losses[precision] = model(**data, mode='loss')
         models[precision] = model
     messages = [r.getMessage() for r in lines]
@@ -183,22 +185,39 @@ def test_onnxruntime_teacher_records_match_pytorch_float32(batch, tmp_path):
             scale = r.abs().max().item()
             assert scale > 1e-3 and (o - r).abs().max().item() <= 1e-4 * scale, name
     assert records['ort-small'][0].shape == (2, 512, 3, 4)  # stride 32 of 96 x 128
-    ref = records['fp32-small'][0]
-    assert (records['ort-small'][0] - ref).abs().max() <= 1e-4 * ref.abs().max()
-    for name, value in losses['fp32'].items():
-        torch.testing.assert_close(losses['ort'][name], value, rtol=1e-4, atol=1e-6)
+    assert len(records['ort-small']) == 10  # neck2 and the 9 head outputs
+    for ref, got in zip(records['fp32-small'], records['ort-small']):
+        assert got.shape == ref.shape and ref.abs().max() > 1e-3
+        assert (got - ref).abs().max() <= 1e-4 * ref.abs().max()
+    distill = [k for k in losses['fp32'] if k.startswith('distill.')]
+    assert len(distill) == 6  # box, obj, cls and three CWD
+    for name in distill:
+        ref = losses['fp32'][name]
+        assert ref.abs() > 1e-4, name  # far above the absolute tolerance
+        torch.testing.assert_close(losses['ort'][name], ref, rtol=1e-4, atol=1e-7)
+    assert not models['ort'].teacher.training  # the export leaves it in eval mode
     assert copy.deepcopy(models['ort'])._onnx_teacher is None
 
 
-def test_onnxruntime_teacher_refuses_input_recorders(batch):
-    model, _ = build(KD_OUT_S2N, teacher_precision='ort')
-    from mmrazor.models.task_modules.recorder import ModuleInputsRecorder
-    recorder = ModuleInputsRecorder('neck')
-    recorder.initialize(model.teacher)
-    model.distiller.teacher_recorders.recorders['inputs'] = recorder
-    data = model.data_preprocessor(copy.deepcopy(batch), True)
+def test_onnxruntime_teacher_takes_output_recorders_only(batch, monkeypatch):
+    """A teacher input recorder: 'ort' is refused when the model is built; 'auto' on a CPU
+    without native bf16 (where it would pick onnxruntime) runs PyTorch float32 and says
+    why."""
+    from mmkd_yolo.models import teacher_precision as tp
+    cfg = Config.fromfile(KD_OUT_S2N)
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.distiller.teacher_recorders['inputs'] = dict(type='ModuleInputs', source='neck')
     with pytest.raises(ConfigError, match=r"records module outputs only.*\['inputs'\]"):
+        MODELS.build(dict(model_cfg, teacher_precision='ort'))
+    monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: False)
+    model = MODELS.build(model_cfg)
+    data = model.data_preprocessor(copy.deepcopy(batch), True)
+    with logged('ort-auto-fallback') as lines, torch.no_grad():
         model.teacher_forward(data['inputs'])
+    assert model._teacher_runtime == {'cpu': 'fp32'} and model._onnx_teacher is None
+    assert len(model.distiller.teacher_recorders.get_recorder('inputs').data_buffer) == 1
+    message = ' '.join(r.getMessage() for r in lines)
+    assert "teacher recorders ['inputs'] are not module outputs" in message, message
 
 
 def test_class_count_mismatch_names_both():

@@ -15,7 +15,7 @@ def test_resolve(monkeypatch):
     monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: True)
     assert tp.resolve_teacher_precision('auto', CPU) is torch.bfloat16
     monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: False)
-    assert tp.resolve_teacher_precision('auto', CPU) is None  # emulated bf16 is slower
+    assert tp.resolve_teacher_precision('auto', CPU) is None  # onnxruntime's float32
     with pytest.raises(ConfigError, match='fp16 is for CUDA'):
         tp.resolve_teacher_precision('fp16', CPU)
     with pytest.raises(ConfigError, match='--t-precision'):
@@ -31,10 +31,12 @@ def test_auto_runtime_per_cpu_with_its_reason(monkeypatch):
     monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: False)
     runtime, why = tp.choose_teacher_runtime('auto', CPU)
     assert runtime == 'ort' and 'no native bfloat16' in why and 'onnxruntime' in why
+    assert tp.choose_teacher_runtime('ort', CPU) == ('ort', 'as set')
     monkeypatch.setattr(tp, 'onnxruntime_available', lambda: False)
     assert tp.choose_teacher_runtime('auto', CPU) == (
         'fp32', 'no native bfloat16 on this CPU and onnxruntime is not installed')
-    assert tp.choose_teacher_runtime('ort', CPU) == ('ort', 'as set')
+    with pytest.raises(ConfigError, match="'ort' needs onnxruntime: pip install"):
+        tp.choose_teacher_runtime('ort', CPU)
     with pytest.raises(ConfigError, match="'ort' runs the teacher on the CPU"):
         tp.choose_teacher_runtime('ort', torch.device('cuda'))
 
