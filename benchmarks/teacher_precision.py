@@ -1,7 +1,8 @@
-"""The teacher in bfloat16 and in onnxruntime: accuracy against float32, forward time.
+"""The teacher in bfloat16, onnxruntime and int8: accuracy against float32, forward time.
 
     python benchmarks/teacher_precision.py [--weights ../shared/weights/yolov5n.pt]
-        [--data ../shared/data/coco128/data.yaml] [--img-size 320] [--time-only]
+        [--data ../shared/data/coco128/data.yaml] [--img-size 320]
+        [--precisions fp32 bf16 ort int8] [--time-only | --no-time]
 
 Accuracy: the official YOLOv5n, prepared as ``YOLOv5Distill`` prepares a teacher
 (BatchNorm folded, channels-last), evaluated by tools/test.py's protocol on coco128 with
@@ -11,7 +12,8 @@ teacher forward (n and s) at batch 16 and 1, median of 10, per precision, with t
 and input held in that precision as ``YOLOv5Distill`` holds them; ``ort``: the teacher
 exported and run by onnxruntime as ``teacher_precision='ort'`` runs it (float32: its
 records equal PyTorch's to 1e-4 relative, tests/test_algorithms/test_yolov5_distill.py,
-so its accuracy is float32's).
+so its accuracy is float32's, as the table shows); ``int8``: a study, not a product path,
+that graph quantized statically by onnxruntime (:func:`int8_session`).
 """
 import argparse
 import os
@@ -38,6 +40,67 @@ def under_autocast(fn, dtype):
     return wrapped
 
 
+def int8_session(model, source, calib, num_threads):
+    """A study, not a product path: the teacher graph ``teacher_precision='ort'`` exports,
+    statically quantized to int8 by onnxruntime (QDQ, per-channel int8 weights, uint8
+    activations, MinMax ranges calibrated on the ``calib`` batches).
+
+    Returns:
+        onnxruntime.InferenceSession: outputs as OnnxTeacher's graph has them.
+    """
+    import onnxruntime as ort
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from mmkd_yolo.models.onnx_teacher import OPSET, _RecordedOutputs, session_options
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{'images': b.float().contiguous().numpy()} for b in calib])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)  # onnxruntime's quantization tools write temporary files to the cwd
+        try:
+            wrapper = _RecordedOutputs(model, [source]).eval()
+            with torch.no_grad():
+                torch.onnx.export(wrapper, (calib[0][:1].float().contiguous(), ), 'f.onnx',
+                                  input_names=['images'], opset_version=OPSET,
+                                  dynamic_axes={'images': {0: 'b', 2: 'h', 3: 'w'}},
+                                  do_constant_folding=True, dynamo=False)
+            quant_pre_process('f.onnx', 'pre.onnx', skip_symbolic_shape=True)
+            import onnx
+            graph = onnx.load('pre.onnx').graph
+            # the head's output convolutions stay float32: their outputs are the records
+            keep = [n.name for n in graph.node if 'convs_pred' in n.name]
+            assert len(keep) == 3, keep
+            quantize_static('pre.onnx', 'q.onnx', Batches(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=keep)
+            return ort.InferenceSession('q.onnx', session_options(num_threads),
+                                        providers=['CPUExecutionProvider'])
+        finally:
+            os.chdir(cwd)
+
+
+def onnx_head(model, precision, calib):
+    """The detector's head outputs from onnxruntime (float32 or int8), as a replacement of
+    ``head_module.forward`` taking the preprocessed images."""
+    from mmrazor.models.task_modules.recorder import ModuleOutputsRecorder
+
+    from mmkd_yolo.models.onnx_teacher import OnnxTeacher
+    source = 'bbox_head.head_module'
+    teacher = OnnxTeacher(model, {'preds': ModuleOutputsRecorder(source)},
+                          calib[0][:1], torch.get_num_threads())
+    if precision == 'int8':
+        teacher.session = int8_session(model, source, calib, torch.get_num_threads())
+    return lambda images: teacher(images)['preds'][0]
+
+
 def evaluate(args, precision, work_dir):
     import io
     from contextlib import redirect_stdout
@@ -61,11 +124,22 @@ def evaluate(args, precision, work_dir):
     model = runner.model
     fuse_conv_bn(model)
     model.to(memory_format=torch.channels_last)
-    dtype = resolve_teacher_precision(precision, torch.device('cpu'))
-    model.extract_feat = under_autocast(model.extract_feat, dtype)
     head = model.bbox_head.head_module
-    head.forward = under_autocast(head.forward, dtype)
     runner._test_loop = runner.build_test_loop(runner._test_loop)
+    if precision in ('ort', 'int8'):
+        # int8 ranges calibrated on the first 32 images (those are evaluated too: a
+        # flattering setting for int8)
+        calib = []
+        for data in runner.test_dataloader:
+            if sum(len(images) for images in calib) >= 32:
+                break
+            calib.append(model.data_preprocessor(data, False)['inputs'])
+        head.forward = onnx_head(model, precision, calib)
+        model.extract_feat = lambda images: images  # the graph runs backbone and neck
+    else:
+        dtype = resolve_teacher_precision(precision, torch.device('cpu'))
+        model.extract_feat = under_autocast(model.extract_feat, dtype)
+        head.forward = under_autocast(head.forward, dtype)
     buf = io.StringIO()
     with redirect_stdout(buf):
         metrics = runner.test_loop.run()
@@ -84,7 +158,9 @@ def forward_ms(size, batch, img):
     fuse_conv_bn(model)
     model.to(memory_format=torch.channels_last)
     x = torch.rand(batch, 3, img, img).contiguous(memory_format=torch.channels_last)
-    out = {'ort': _ort_forward_ms(model, x)}  # first, while the model is float32
+    # first, while the model is float32; int8 ranges from random images (speed only)
+    out = {'ort': _ort_forward_ms(model, x, None),
+           'int8': _ort_forward_ms(model, x, [torch.rand(2, 3, img, img)])}
     for name, dtype in (('fp32', None), ('bf16', torch.bfloat16)):
         if dtype is not None:  # as YOLOv5Distill does: cast once, not per call
             model.to(dtype)
@@ -101,14 +177,18 @@ def forward_ms(size, batch, img):
     return out
 
 
-def _ort_forward_ms(model, x):
+def _ort_forward_ms(model, x, int8_calib):
     """The teacher as ``teacher_precision='ort'`` runs it (recording the head outputs),
-    median ms of 10 after 3 warm-up runs; the records converted to tensors included."""
+    median ms of 10 after 3 warm-up runs; the records converted to tensors included. With
+    ``int8_calib``, its graph quantized (:func:`int8_session`)."""
     from mmrazor.models.task_modules.recorder import ModuleOutputsRecorder
 
     from mmkd_yolo.models.onnx_teacher import OnnxTeacher
-    recorder = ModuleOutputsRecorder('bbox_head.head_module')
-    teacher = OnnxTeacher(model, {'preds': recorder}, x[:1], torch.get_num_threads())
+    source = 'bbox_head.head_module'
+    teacher = OnnxTeacher(model, {'preds': ModuleOutputsRecorder(source)}, x[:1],
+                          torch.get_num_threads())
+    if int8_calib is not None:
+        teacher.session = int8_session(model, source, int8_calib, torch.get_num_threads())
     for _ in range(3):
         teacher(x)
     times = []
@@ -126,17 +206,20 @@ def main():
     parser.add_argument('--img-size', type=int, default=320)
     parser.add_argument('--time-only', action='store_true',
                         help='the forward times alone (no coco128 evaluation)')
+    parser.add_argument('--precisions', nargs='+', default=['fp32', 'bf16', 'ort', 'int8'],
+                        choices=['fp32', 'bf16', 'ort', 'int8'], help='those evaluated')
+    parser.add_argument('--no-time', action='store_true', help='the evaluation alone')
     args = parser.parse_args()
     import mmkd_yolo  # noqa: F401
     from mmkd_yolo.models.teacher_precision import cpu_has_native_bf16
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     acc = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for precision in () if args.time_only else ('fp32', 'bf16'):
+        for precision in () if args.time_only else args.precisions:
             acc[precision] = evaluate(args, precision, osp.join(tmp, precision))
             print(f'[teacher_precision] {precision}: mAP {acc[precision][0]:.4f}', flush=True)
-    times = {(size, batch): forward_ms(size, batch, args.img_size)
-             for size in ('n', 's') for batch in (16, 1)}
+    times = {} if args.no_time else {(size, batch): forward_ms(size, batch, args.img_size)
+                                     for size in ('n', 's') for batch in (16, 1)}
     print(f'\nTeacher precision, CPU native bf16: {cpu_has_native_bf16()}, '
           f'{torch.get_num_threads()} threads\n')
     if acc:
@@ -144,13 +227,17 @@ def main():
               'runs it):\n')
         print('| precision | mAP@.5:.95 | mAP@.5 | diff vs fp32 (points) |\n|---|---|---|---|')
         for p, (m, m50) in acc.items():
-            print(f'| {p} | {m:.4f} | {m50:.4f} | {100 * (m - acc["fp32"][0]):+.2f} |')
+            diff = (f'{100 * (m - acc["fp32"][0]):+.2f}' if 'fp32' in acc else '-')
+            print(f'| {p} | {m:.4f} | {m50:.4f} | {diff} |')
+    if not times:
+        return
     print(f'\nTeacher forward, {args.img_size} px, median ms:\n')
-    print('| teacher | batch | fp32 ms | bf16 ms | ort ms | fp32 / bf16 | fp32 / ort |\n'
-          '|---|---|---|---|---|---|---|')
+    print('| teacher | batch | fp32 ms | bf16 ms | ort ms | int8 ms | fp32 / bf16 | '
+          'fp32 / ort | fp32 / int8 |\n|---|---|---|---|---|---|---|---|---|')
     for (size, batch), t in times.items():
         print(f'| {size} | {batch} | {t["fp32"]:.0f} | {t["bf16"]:.0f} | {t["ort"]:.0f} | '
-              f'{t["fp32"] / t["bf16"]:.2f}x | {t["fp32"] / t["ort"]:.2f}x |')
+              f'{t["int8"]:.0f} | {t["fp32"] / t["bf16"]:.2f}x | {t["fp32"] / t["ort"]:.2f}x | '
+              f'{t["fp32"] / t["int8"]:.2f}x |')
 
 
 if __name__ == '__main__':

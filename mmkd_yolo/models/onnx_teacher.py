@@ -90,6 +90,25 @@ class _RecordedOutputs(nn.Module):
         return tuple(flat)
 
 
+def session_options(num_threads: int):
+    """onnxruntime options for a teacher that shares the cores with the training step.
+
+    Args:
+        num_threads (int): Intra-op threads.
+
+    Returns:
+        onnxruntime.SessionOptions
+    """
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    # No busy-waiting between runs: the student's forward and backward need the cores
+    # right after the teacher's, and spinning threads would hold them.
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    return options
+
+
 class OnnxTeacher:
     """The teacher exported to ONNX (batch, height and width dynamic), run by onnxruntime.
 
@@ -124,13 +143,7 @@ class OnnxTeacher:
                               dynamic_axes={'images': {0: 'batch', 2: 'height', 3: 'width'}},
                               do_constant_folding=True, dynamo=False)
         self.specs = wrapper.specs
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads
-        options.inter_op_num_threads = 1
-        # No busy-waiting between runs: the student's forward and backward need the cores
-        # right after the teacher's, and spinning threads would hold them.
-        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-        self.session = ort.InferenceSession(graph.getvalue(), options,
+        self.session = ort.InferenceSession(graph.getvalue(), session_options(num_threads),
                                             providers=['CPUExecutionProvider'])
         MMLogger.get_current_instance().info(
             f'YOLOv5Distill: teacher exported to ONNX for onnxruntime {ort.__version__} '
