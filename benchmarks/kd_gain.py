@@ -78,6 +78,11 @@ VARIANTS: Dict[str, Optional[dict]] = {
     # the control of kd-out+unlabeled: the labeled images alone for as many iterations
     # (half of each batch unlabeled doubles an epoch's iterations), twice the epochs
     'kd-out-2x-epochs': dict(epochs_factor=2),
+    # a longer schedule, distilling to the end, at equal iterations: do the unlabeled
+    # images pay where the labeled ones alone have been seen many times over?
+    'kd-out+unlabeled-nostop-2x-epochs': dict(unlabeled=0.5, num_last_epochs=0,
+                                              epochs_factor=2),
+    'kd-out-nostop-4x-epochs': dict(num_last_epochs=0, epochs_factor=4),
 }
 #: the *-unlabeled regimes' default: with the same-iteration control, so the table says
 #: whether the unlabeled images or the extra iterations make the difference
