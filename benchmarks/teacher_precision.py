@@ -53,7 +53,7 @@ def int8_session(model, source, calib, num_threads):
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from mmkd_yolo.models.onnx_teacher import OPSET, _RecordedOutputs, session_options
+    from mmkd_yolo.models.onnx_teacher import export_recorded_graph, session_options
 
     class Batches(CalibrationDataReader):
         def __init__(self):
@@ -66,12 +66,8 @@ def int8_session(model, source, calib, num_threads):
         cwd = os.getcwd()
         os.chdir(tmp)  # onnxruntime's quantization tools write temporary files to the cwd
         try:
-            wrapper = _RecordedOutputs(model, [source]).eval()
-            with torch.no_grad():
-                torch.onnx.export(wrapper, (calib[0][:1].float().contiguous(), ), 'f.onnx',
-                                  input_names=['images'], opset_version=OPSET,
-                                  dynamic_axes={'images': {0: 'b', 2: 'h', 3: 'w'}},
-                                  do_constant_folding=True, dynamo=False)
+            with open('f.onnx', 'wb') as f:
+                f.write(export_recorded_graph(model, [source], calib[0][:1])[0])
             quant_pre_process('f.onnx', 'pre.onnx', skip_symbolic_shape=True)
             import onnx
             graph = onnx.load('pre.onnx').graph

@@ -15,7 +15,7 @@ from mmrazor.models.utils import add_prefix
 from ..errors import ConfigError
 from ..registry import MODELS
 from ..models.detector_cfg import resolve_detector_cfg
-from ..models.onnx_teacher import OnnxTeacher, unsupported_recorders
+from ..models.onnx_teacher import OnnxTeacher, check_recorders, unsupported_recorders
 from ..models.teacher_precision import (AUTOCAST_DTYPES, TEACHER_PRECISIONS,
                                         choose_teacher_runtime, teacher_autocast, to_float32)
 from .teacher_loading import load_teacher_weights
@@ -126,13 +126,8 @@ class YOLOv5Distill(SingleTeacherDistill):
             raise ConfigError(f'teacher_precision={teacher_precision!r} is not one of '
                               f'{TEACHER_PRECISIONS} (--t-precision).')
         self.teacher_precision = teacher_precision
-        if teacher_precision == 'ort':
-            unsupported = unsupported_recorders(self.distiller.teacher_recorders.recorders)
-            if unsupported:
-                raise ConfigError(
-                    f"teacher_precision='ort' runs the teacher in onnxruntime, which records "
-                    f'module outputs only; teacher recorders {unsupported} are not '
-                    "ModuleOutputs. Use --t-precision fp32 (or bf16) with them.")
+        if teacher_precision == 'ort':  # at build time, not at the first step
+            check_recorders(self.distiller.teacher_recorders.recorders)
         self._teacher_runtime: Dict[str, str] = {}  # per device type: fp32/bf16/fp16/ort
         self._onnx_teacher: Optional[OnnxTeacher] = None  # built where it first runs
         self.teacher_transferred = None
@@ -257,8 +252,9 @@ class YOLOv5Distill(SingleTeacherDistill):
         with the reason): ``fp32``, ``bf16``, ``fp16`` or ``ort``."""
         if device.type not in self._teacher_runtime:
             runtime, why = choose_teacher_runtime(self.teacher_precision, device)
-            unsupported = unsupported_recorders(self.distiller.teacher_recorders.recorders)
-            if runtime == 'ort' and unsupported:  # only under auto: 'ort' is checked at build
+            unsupported = (unsupported_recorders(self.distiller.teacher_recorders.recorders)
+                           if runtime == 'ort' else [])
+            if unsupported:  # only under auto: 'ort' is checked at build
                 runtime, why = 'fp32', (f'{why}; but teacher recorders {unsupported} are not '
                                         'module outputs, which onnxruntime cannot record')
             self._teacher_runtime[device.type] = runtime

@@ -112,6 +112,44 @@ def session_options(num_threads: int):
     return options
 
 
+def check_recorders(recorders: Dict[str, BaseRecorder]) -> None:
+    """Raise a ConfigError naming the recorders the exported graph cannot serve."""
+    unsupported = unsupported_recorders(recorders)
+    if unsupported:
+        raise ConfigError(
+            f"teacher_precision='ort' runs the teacher outside PyTorch and records "
+            f'module outputs only; teacher recorders {unsupported} are '
+            f"{[type(recorders[n]).__name__ for n in unsupported]}. Use "
+            "--t-precision fp32 (or bf16) with these recorders.")
+
+
+def export_recorded_graph(teacher: nn.Module, sources: List[str],
+                          example: torch.Tensor) -> Tuple[bytes, List[Any]]:
+    """The teacher's ONNX graph whose outputs are what recorders of ``sources`` record.
+
+    Args:
+        teacher (nn.Module): The teacher, in float32.
+        sources (list[str]): Module names, one per recorder.
+        example (Tensor): An input batch, shape (N, 3, H, W); batch, height and width
+            are dynamic in the graph.
+
+    Returns:
+        tuple[bytes, list]: The serialized graph, and per source the number of its
+        flattened outputs and the structure to rebuild them with.
+    """
+    # eval(): the exporter restores the wrapper's mode afterwards, and a new module's
+    # is training, which would set the teacher training as well
+    wrapper = _RecordedOutputs(teacher, sources).eval()
+    graph = io.BytesIO()
+    with torch.no_grad():
+        # dynamo=False: the TorchScript exporter, as the deploy exporter uses
+        torch.onnx.export(wrapper, (example.float().contiguous(), ), graph,
+                          input_names=['images'], opset_version=OPSET,
+                          dynamic_axes={'images': {0: 'batch', 2: 'height', 3: 'width'}},
+                          do_constant_folding=True, dynamo=False)
+    return graph.getvalue(), wrapper.specs
+
+
 class OnnxTeacher:
     """The teacher exported to ONNX (batch, height and width dynamic), run by onnxruntime.
 
@@ -126,27 +164,12 @@ class OnnxTeacher:
     def __init__(self, teacher: nn.Module, recorders: Dict[str, BaseRecorder],
                  example: torch.Tensor, num_threads: int) -> None:
         import onnxruntime as ort
-        unsupported = unsupported_recorders(recorders)
-        if unsupported:
-            raise ConfigError(
-                f"teacher_precision='ort' runs the teacher outside PyTorch and records "
-                f'module outputs only; teacher recorders {unsupported} are '
-                f"{[type(recorders[n]).__name__ for n in unsupported]}. Use "
-                "--t-precision fp32 (or bf16) with these recorders.")
+        check_recorders(recorders)
         self.names = list(recorders)
         start = time.perf_counter()
-        # eval(): the exporter restores the wrapper's mode afterwards, and a new module's
-        # is training, which would set the teacher training as well
-        wrapper = _RecordedOutputs(teacher, [recorders[n].source for n in self.names]).eval()
-        graph = io.BytesIO()
-        with torch.no_grad():
-            # dynamo=False: the TorchScript exporter, as the deploy exporter uses
-            torch.onnx.export(wrapper, (example.float().contiguous(), ), graph,
-                              input_names=['images'], opset_version=OPSET,
-                              dynamic_axes={'images': {0: 'batch', 2: 'height', 3: 'width'}},
-                              do_constant_folding=True, dynamo=False)
-        self.specs = wrapper.specs
-        self.session = ort.InferenceSession(graph.getvalue(), session_options(num_threads),
+        graph, self.specs = export_recorded_graph(
+            teacher, [recorders[n].source for n in self.names], example)
+        self.session = ort.InferenceSession(graph, session_options(num_threads),
                                             providers=['CPUExecutionProvider'])
         MMLogger.get_current_instance().info(
             f'YOLOv5Distill: teacher exported to ONNX for onnxruntime {ort.__version__} '

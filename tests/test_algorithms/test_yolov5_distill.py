@@ -105,19 +105,31 @@ def test_folded_teacher_predicts_as_loaded(tmp_path):
             torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
 
 
+def random_teacher_ckpt(tmp_path) -> str:
+    """A YOLOv5-s teacher with seeded random weights, saved as a checkpoint."""
+    path = tmp_path / 'teacher.pth'
+    torch.manual_seed(0)
+    torch.save({'state_dict': MODELS.build(load_detector_cfg(TEACHER_S)).state_dict()}, path)
+    return str(path)
+
+
+def cwd_model_and_data(ckpt, precision, batch):
+    """The output + feature distiller with that teacher and ``teacher_precision``, in
+    train mode (same seeded student each time), and the preprocessed batch."""
+    torch.manual_seed(1)
+    model, _ = build(KD_CWD_S2N, teacher_ckpt=ckpt, teacher_precision=precision)
+    model.train()
+    return model, model.data_preprocessor(copy.deepcopy(batch), True)
+
+
 def test_bf16_teacher_gives_float32_records_close_to_fp32(batch, tmp_path):
     """The teacher under bfloat16 autocast: weights cast once, records back in float32 for
     the losses, its probabilities within 0.02 of float32's and the distillation losses
     within 5%."""
-    path = tmp_path / 'teacher.pth'
-    torch.manual_seed(0)
-    torch.save({'state_dict': MODELS.build(load_detector_cfg(TEACHER_S)).state_dict()}, path)
+    ckpt = random_teacher_ckpt(tmp_path)
     losses, preds = {}, {}
     for precision in ('fp32', 'bf16'):
-        torch.manual_seed(1)
-        model, _ = build(KD_CWD_S2N, teacher_ckpt=str(path), teacher_precision=precision)
-        model.train()
-        data = model.data_preprocessor(copy.deepcopy(batch), True)
+        model, data = cwd_model_and_data(ckpt, precision, batch)
         with torch.no_grad():
             model._cast_teacher(data['inputs'].device)
             model.teacher_forward(data['inputs'])
@@ -145,15 +157,10 @@ def test_onnxruntime_teacher_records_match_pytorch_float32(batch, tmp_path):
     distillation losses are PyTorch float32's, from onnxruntime; batch, height and width
     are dynamic (a smaller batch at another size runs the same graph); a copy of the model
     (as EMA or a checkpoint makes) leaves the session behind."""
-    path = tmp_path / 'teacher.pth'
-    torch.manual_seed(0)
-    torch.save({'state_dict': MODELS.build(load_detector_cfg(TEACHER_S)).state_dict()}, path)
+    ckpt = random_teacher_ckpt(tmp_path)
     records, losses, models = {}, {}, {}
     for precision in ('fp32', 'ort'):
-        torch.manual_seed(1)
-        model, _ = build(KD_CWD_S2N, teacher_ckpt=str(path), teacher_precision=precision)
-        model.train()
-        data = model.data_preprocessor(copy.deepcopy(batch), True)
+        model, data = cwd_model_and_data(ckpt, precision, batch)
         with torch.no_grad():
             with logged(f'ort-teacher-{precision}') as lines:
                 model.teacher_forward(data['inputs'])
