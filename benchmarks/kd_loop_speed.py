@@ -18,7 +18,10 @@ separate processes, alike for all variants).
 Ablations show what the cost measures buy: the teacher in PyTorch float32
 (``--t-precision fp32``) and in onnxruntime (``ort``, what ``auto`` picks on CPUs without
 native bf16), and mmengine's ``EMAHook`` over the whole model (teacher included) instead
-of the configs' ``StudentEMAHook``.
+of the configs' ``StudentEMAHook``. The limit: ``teacher forward alone`` runs the
+distillation config with its losses removed (a child config: the teacher's forward pass
+and its records every iteration, nothing computed from them), so that what distillation
+costs beyond the teacher's forward pass is measured in the same rounds.
 
 ``--against DIR`` also runs the distilled variants from another checkout of this project
 (e.g. ``git worktree add /tmp/prev <commit>``), in the same rounds: a before/after in one
@@ -66,7 +69,17 @@ VARIANTS = {
     'kd-out n <- s, teacher ort': (KD.format('', 's'), ['--t-precision', 'ort']),
     'kd-out n <- s, EMA of the whole model': (
         KD.format('', 's'), ['--cfg-options', 'custom_hooks.0.type=EMAHook']),
+    # the limit: the teacher's forward pass (its records taken) and no distillation loss
+    'teacher forward alone, n <- n': (KD.format('', 'n'), ['--t-weights', '{n}']),
+    'teacher forward alone, n <- s': (KD.format('', 's'), []),
 }
+#: variants run with a child config of theirs that drops the distillation losses
+TEACHER_ALONE = ('teacher forward alone, n <- n', 'teacher forward alone, n <- s')
+TEACHER_ALONE_CFG = '''_base_ = {config!r}
+# the teacher runs and its recorders record, but no distillation loss is computed
+model = dict(distiller=dict(distill_losses=dict(_delete_=True),
+                            loss_forward_mappings=dict(_delete_=True)))
+'''
 
 # Runs tools/train.py in this process and writes its peak RSS (KiB) to $PEAK_RSS_FILE.
 WRAPPER = '''
@@ -116,6 +129,12 @@ def run(args, name: str, work_dir: str, data: str, repo: str = REPO) -> dict:
         i = extra.index('--cfg-options')
         extra, cfg_opts = extra[:i], extra[i + 1:]
     distill = name != 'plain n'
+    os.makedirs(work_dir, exist_ok=True)
+    if name in TEACHER_ALONE:
+        child = osp.join(work_dir, 'teacher_alone.py')
+        with open(child, 'w') as f:
+            f.write(TEACHER_ALONE_CFG.format(config=config))
+        config = child
     # the configs stop distillation for their last 5 epochs: in a 5-epoch run that would
     # be all of them; distill throughout
     stop = ['custom_hooks.1.num_last_epochs=0'] if distill else []
@@ -132,7 +151,6 @@ def run(args, name: str, work_dir: str, data: str, repo: str = REPO) -> dict:
     cmd = [sys.executable, '-c', WRAPPER, osp.join(repo, 'tools', 'train.py'), config,
            '--work-dir', work_dir, '--data', data, '--img-size', str(args.img_size),
            '--weights', args.yolov5n, *extra, '--cfg-options', *opts]
-    os.makedirs(work_dir, exist_ok=True)
     with open(osp.join(work_dir, 'train.log'), 'w') as log:
         path = os.pathsep.join(filter(None, [repo, os.environ.get('PYTHONPATH')]))
         env = dict(os.environ, PEAK_RSS_FILE=peak_file, PYTHONPATH=path)
@@ -144,7 +162,11 @@ def run(args, name: str, work_dir: str, data: str, repo: str = REPO) -> dict:
         records = [json.loads(line) for line in f]
     steady = [r for r in records if 'time' in r and r.get('epoch', 0) >= 3]
     times = [r['time'] for r in steady]
-    if distill and not all('distill.loss_out_obj' in r for r in steady):
+    if name in TEACHER_ALONE:
+        with open(osp.join(work_dir, 'train.log')) as f:
+            if 'YOLOv5Distill: teacher forward in' not in f.read():
+                sys.exit(f'[kd_loop_speed] {name}: the teacher did not run in {work_dir}')
+    elif distill and not all('distill.loss_out_obj' in r for r in steady):
         sys.exit(f'[kd_loop_speed] {name}: iterations without distillation losses in '
                  f'{work_dir}: the timing would not be of distillation')
     data_times = [r['data_time'] for r in steady]

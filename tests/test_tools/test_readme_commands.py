@@ -14,6 +14,8 @@ import shlex
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 
 from mmkd_yolo.models.detector_cfg import load_detector_cfg
@@ -93,3 +95,23 @@ def test_readme_commands_as_written(user_dir):
     assert 'ONNX opset 17, checked by onnx.checker' in outputs[0]
     assert 'coco/bbox_mAP' in outputs[1]
     assert osp.isfile(user_dir / 'detections' / 'detections.json')
+
+
+def test_readme_unlabeled_command_as_written(user_dir):
+    """'Distilling on unlabeled images': a folder and a recursive glob, as written."""
+    commands = readme_commands('### Distilling on unlabeled images')
+    assert len(commands) == 1 and "--unlabeled 'crawl/**/*.jpg'" in commands[0]
+    rng = np.random.default_rng(1)
+    files = [user_dir / 'footage' / f'frame{i}.jpg' for i in range(5)] + \
+        [user_dir / 'crawl' / 'site' / f'page{i}' / 'photo.jpg' for i in range(3)]
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), rng.integers(0, 255, (40, 56, 3), dtype=np.uint8))
+    log = run(as_run_here(commands[0]), user_dir)
+    # both sources found (the glob through nested folders), the batch split by the ratio,
+    # the masked detection loss and the distillation losses in every logged iteration
+    assert 'sources: 8 labeled images, 8 unlabeled' in log, log[-3000:]
+    assert 'each batch of 16: 8 labeled + 8 unlabeled' in log
+    iterations = [line for line in log.splitlines() if 'Epoch(train)' in line]
+    assert iterations and all('data.labeled: 8.0000  data.unlabeled: 8.0000' in line and
+                              'distill.loss_out_cls' in line for line in iterations)
