@@ -42,13 +42,18 @@ def under_autocast(fn, dtype):
     return wrapped
 
 
-#: int8 variants: onnxruntime's calibration method and its options
+#: int8 variants: onnxruntime's calibration method and its options (Percentile: of |x|,
+#: onnxruntime's default ``symmetric=True``, the lower end then clipped to the minimum)
 INT8_CALIBRATION = {
     'int8': ('MinMax', {}),
     'int8-entropy': ('Entropy', {}),
     'int8-p99.99': ('Percentile', {'CalibPercentile': 99.99}),
     'int8-p99.999': ('Percentile', {'CalibPercentile': 99.999}),
 }
+#: Entropy's histogram: quantize_static cannot set it, and its default (128 bins for 128
+#: quantized bins) leaves one candidate range, the whole histogram, i.e. MinMax's;
+#: TensorRT's entropy calibration uses 2048 bins
+ENTROPY_BINS = dict(num_bins=2048, num_quantized_bins=128)
 
 
 def int8_session(model, source, calib, num_threads, precision='int8'):
@@ -65,6 +70,8 @@ def int8_session(model, source, calib, num_threads, precision='int8'):
     import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
                                           QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from mmkd_yolo.models.onnx_teacher import export_recorded_graph, session_options
@@ -93,11 +100,20 @@ def int8_session(model, source, calib, num_threads, precision='int8'):
             # the head's output convolutions stay float32: their outputs are the records
             keep = [n.name for n in graph.node if 'convs_pred' in n.name]
             assert len(keep) == 3, keep
+            cache = None
+            if method == 'Entropy':  # ranges computed here, with ENTROPY_BINS, then cached
+                calibrator = create_calibrator(
+                    'pre.onnx', list(set(QLinearOpsRegistry) | set(QDQRegistry)),
+                    augmented_model_path='augmented.onnx',
+                    calibrate_method=CalibrationMethod.Entropy, extra_options=ENTROPY_BINS)
+                calibrator.collect_data(Batches())
+                cache = 'ranges.json'
+                save_tensors_data(calibrator.compute_data(), cache)
             quantize_static('pre.onnx', 'q.onnx', Batches(), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, nodes_to_exclude=keep,
                             calibrate_method=getattr(CalibrationMethod, method),
-                            extra_options=options)
+                            extra_options=options, calibration_cache_path=cache)
             return ort.InferenceSession('q.onnx', session_options(num_threads),
                                         providers=['CPUExecutionProvider'])
         finally:
