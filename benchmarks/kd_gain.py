@@ -71,17 +71,16 @@ VARIANTS: Dict[str, Optional[dict]] = {
                                           loss_weight=0.1)),
     'kd-out-cwd': dict(switch='--d-feature'),
     # the *-unlabeled regimes: the default recipe with the unlabeled images in each batch
+    # (--unlabeled distils to the end: it switches the configs' stop off)
     'kd-out+unlabeled': dict(unlabeled=0.5),
     'kd-out+unlabeled-r0.25': dict(unlabeled=0.25),
     'kd-out+unlabeled-r0.75': dict(unlabeled=0.75),
-    'kd-out+unlabeled-nostop': dict(unlabeled=0.5, num_last_epochs=0),
     # the control of kd-out+unlabeled: the labeled images alone for as many iterations
     # (half of each batch unlabeled doubles an epoch's iterations), twice the epochs
     'kd-out-2x-epochs': dict(epochs_factor=2),
     # a longer schedule, distilling to the end, at equal iterations: do the unlabeled
     # images pay where the labeled ones alone have been seen many times over?
-    'kd-out+unlabeled-nostop-2x-epochs': dict(unlabeled=0.5, num_last_epochs=0,
-                                              epochs_factor=2),
+    'kd-out+unlabeled-2x-epochs': dict(unlabeled=0.5, epochs_factor=2),
     'kd-out-nostop-4x-epochs': dict(num_last_epochs=0, epochs_factor=4),
 }
 #: the *-unlabeled regimes' default: with the same-iteration control, so the table says

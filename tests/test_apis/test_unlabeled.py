@@ -51,6 +51,24 @@ def test_plain_config_bad_ratio_and_other_data_paths_refused(tmp_path, shapes_di
         apply_unlabeled(cfg, [folder])
 
 
+def test_unlabeled_images_distil_to_the_end(tmp_path):
+    """--unlabeled switches the configs' distillation stop off, and says so; without it
+    the stop stays."""
+    folder = black_images(tmp_path / 'u', 2)
+
+    def stop_hook(cfg):
+        hooks = [h for h in cfg.custom_hooks if h['type'].endswith('StopDistillLastEpochsHook')]
+        assert len(hooks) == 1
+        return hooks[0]
+
+    assert stop_hook(prepare_train_cfg(KD_OUT_S2N))['num_last_epochs'] == 5
+    with logged('unlabeled_stop_test') as records:
+        cfg = prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder])
+    assert stop_hook(cfg)['num_last_epochs'] == 0
+    assert any('distilling to the end' in r.getMessage() and 'num_last_epochs 5 -> 0' in
+               r.getMessage() for r in records)
+
+
 @pytest.fixture(scope='module')
 def mixed_loader(shapes_dir, tmp_path_factory):
     """A real training dataloader: 8 labeled shapes images + 6 black unlabeled ones,

@@ -274,6 +274,8 @@ def test_train_with_unlabeled_images(shapes_dir, tmp_path):
     out = run_tool([osp.join(REPO, 'tools', 'misc', 'check_config.py'), KD_OUT_S2N,
                     '--unlabeled', str(frames)], cwd=shapes_dir)
     assert '--unlabeled: 6 images' in out and '8 labeled (detection and distillation' in out
+    # --unlabeled distils to the end (the config alone stops for its last 5 of 40 epochs)
+    assert 'distilling to the end' in out and 'distilling epochs 1-40 of 40' in out
     # the dry run's batch is mixed too: the masked detection loss runs
     assert 'unlabeled images: 1 of the 2' in out and 'loss data.unlabeled: 1.0000' in out
     proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'train.py'), STUDENT_N,
