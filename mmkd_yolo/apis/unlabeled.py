@@ -139,10 +139,16 @@ def _distil_to_the_end(cfg: Config) -> None:
     to the end +9.0 points on the demo task (3/3), +0.2 on coco128 (within noise).
     """
     for hook in cfg.get('custom_hooks') or []:
-        if (hook.get('type', '').split('.')[-1] == 'StopDistillLastEpochsHook'
-                and hook.get('num_last_epochs')):
+        kind = str(hook.get('type', '')).split('.')[-1]
+        if kind == 'StopDistillLastEpochsHook' and hook.get('num_last_epochs'):
             print_log(f"--unlabeled: distilling to the end (StopDistillLastEpochsHook's "
                       f"num_last_epochs {hook['num_last_epochs']} -> 0): once distillation "
                       'stops, the unlabeled images teach nothing and each batch would '
                       'train on its labeled images alone.', 'current')
             hook['num_last_epochs'] = 0
+        elif kind == 'StopDistillHook':  # mmrazor's, an absolute epoch: the user's choice
+            print_log(f"--unlabeled with mmrazor's StopDistillHook (stop_epoch="
+                      f"{hook.get('stop_epoch')}): from that epoch on the unlabeled images "
+                      'are loaded but left out, and each batch trains on its labeled images '
+                      'alone; remove the hook to distil to the end.', 'current',
+                      logging.WARNING)

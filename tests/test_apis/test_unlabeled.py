@@ -67,6 +67,14 @@ def test_unlabeled_images_distil_to_the_end(tmp_path):
     assert stop_hook(cfg)['num_last_epochs'] == 0
     assert any('distilling to the end' in r.getMessage() and 'num_last_epochs 5 -> 0' in
                r.getMessage() for r in records)
+    # mmrazor's absolute stop is the user's: kept, with a warning
+    plain = prepare_train_cfg(KD_OUT_S2N)
+    plain.custom_hooks = [dict(type='mmrazor.StopDistillHook', stop_epoch=30)]
+    with logged('unlabeled_stop_test') as records:
+        apply_unlabeled(plain, [folder])
+    assert plain.custom_hooks[0]['stop_epoch'] == 30
+    assert any(r.levelname == 'WARNING' and 'StopDistillHook (stop_epoch=30)' in r.getMessage()
+               for r in records)
 
 
 @pytest.fixture(scope='module')

@@ -113,9 +113,10 @@ def test_readme_unlabeled_command_as_written(user_dir):
     # images is tested in test_yolov5_distill.py)
     assert 'sources: 8 labeled images, 8 unlabeled' in log, log[-3000:]
     assert 'each batch of 16: 8 labeled + 8 unlabeled' in log
-    # the line the README quotes, and the run's schedule that follows from it
+    # the line the README quotes (the schedule it gives is tested in test_train.py: a
+    # one-epoch run would not stop anyway)
     assert ("--unlabeled: distilling to the end (StopDistillLastEpochsHook's num_last_epochs "
-            '20 -> 0)') in log and 'distilling epochs 1-1 of 1' in log
+            '20 -> 0)') in log
     iterations = [line for line in log.splitlines() if 'Epoch(train)' in line]
     assert iterations and all('data.labeled: 8.0000  data.unlabeled: 8.0000' in line and
                               'distill.loss_out_cls' in line for line in iterations)
