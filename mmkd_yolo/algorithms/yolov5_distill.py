@@ -353,7 +353,9 @@ class YOLOv5Distill(SingleTeacherDistill):
         sees (K labeled of N), so each labeled image weighs what it weighs in a labeled
         batch. Scaling to N instead (the labeled loss at a full batch's size, as
         semi-supervised detectors keep their supervised loss) was measured and not kept:
-        +2.6 points on the demo task, -4.0 on coco128 (README, the unlabeled study).
+        against the previous release's recipe (which stopped distilling for the last
+        epochs), +2.6 points on the demo task, -4.0 on coco128, and below this release's
+        (README, the unlabeled study).
 
         Args:
             batch_inputs (Tensor): Images, shape (N, 3, H, W).

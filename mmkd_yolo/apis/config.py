@@ -46,6 +46,12 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
+def type_name(cfg: dict) -> str:
+    """A config dict's ``type`` without its scope prefix
+    (``'mmkd_yolo.StopDistillLastEpochsHook'`` -> ``'StopDistillLastEpochsHook'``)."""
+    return cfg.get('type', '').split('.')[-1]
+
+
 def is_distill_cfg(cfg: Config) -> bool:
     """Whether ``cfg`` is a distillation config (a student and a teacher)."""
     model = cfg.get('model') or {}

@@ -8,6 +8,8 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
+from .config import type_name
+
 
 def _shape(data: Any) -> str:
     if isinstance(data, torch.Tensor):
@@ -73,7 +75,7 @@ def distill_schedule(cfg: Config) -> str:
     if max_epochs is None:
         return 'distillation schedule: not epoch-based (no train_cfg.max_epochs)'
     for hook in cfg.get('custom_hooks', []):
-        if hook.get('type', '').split('.')[-1] == 'StopDistillLastEpochsHook':
+        if type_name(hook) == 'StopDistillLastEpochsHook':
             args = {k: v for k, v in hook.items() if k not in ('type', 'priority')}
             return StopDistillLastEpochsHook(**args).schedule(max_epochs)[1]
     return f'distilling epochs 1-{max_epochs} of {max_epochs} (no StopDistillLastEpochsHook)'

@@ -11,7 +11,7 @@ from mmengine.logging import print_log
 from ..errors import ConfigError
 from ..fileio import find_resume_checkpoint
 from .config import (apply_student_weights, apply_teacher_args, default_work_dir,
-                     is_distill_cfg, load_config, set_img_size)
+                     is_distill_cfg, load_config, set_img_size, type_name)
 from .data import apply_data_yaml
 from .distill_switches import apply_distill_switches, refit_connectors
 from .unlabeled import DEFAULT_UNLABELED_RATIO, apply_unlabeled
@@ -102,11 +102,11 @@ def prepare_train_cfg(config: str,
             cfg.optim_wrapper.loss_scale = 'dynamic'
     _set_resume(cfg, resume)
     hooks = cfg.setdefault('custom_hooks', [])
-    if not any(h.get('type', '').split('.')[-1] == 'NonFiniteLossHook' for h in hooks):
+    if not any(type_name(h) == 'NonFiniteLossHook' for h in hooks):
         hooks.append(dict(type='mmkd_yolo.NonFiniteLossHook'))  # plain runs too
     _set_curves_hook(cfg)
     scheduler = cfg.get('default_hooks', {}).get('param_scheduler')
-    if scheduler and scheduler.get('type', '').split('.')[-1] == 'YOLOv5ParamSchedulerHook':
+    if scheduler and type_name(scheduler) == 'YOLOv5ParamSchedulerHook':
         scheduler['type'] = 'mmkd_yolo.ScaledWarmupParamSchedulerHook'  # short runs warm up
     ckpt_hook = cfg.get('default_hooks', {}).get('checkpoint')
     if ckpt_hook and ckpt_hook.get('type', '').endswith('CheckpointHook') and not (
@@ -119,7 +119,7 @@ def _set_curves_hook(cfg: Config) -> None:
     """``CurvesHook`` (``curves.png``) for every run, unless the config says
     ``curves = False`` (``--cfg-options curves=False``), which also removes one it lists."""
     def is_curves(hook):
-        return hook.get('type', '').split('.')[-1] == 'CurvesHook'
+        return type_name(hook) == 'CurvesHook'
 
     hooks = cfg.setdefault('custom_hooks', [])
     if not cfg.get('curves', True):

@@ -12,7 +12,7 @@ from mmengine.logging import print_log
 
 from ..datasets import count_overlap, unlabeled_coco_json
 from ..errors import ConfigError
-from .config import inner_dataset, is_distill_cfg
+from .config import inner_dataset, is_distill_cfg, type_name
 
 #: Share of unlabeled images in a batch (``--unlabeled-ratio``). Measured on coco128 with a
 #: quarter of the labels, 30 epochs (``benchmarks/kd_gain.py real-unlabeled``, variants
@@ -64,7 +64,7 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
     collate = dict(loader.get('collate_fn') or {})
     preprocessor = cfg.model.get('data_preprocessor') or \
         cfg.model.architecture.get('data_preprocessor') or {}
-    if (collate.get('type', '').split('.')[-1] != 'yolov5_collate' or
+    if (type_name(collate) != 'yolov5_collate' or
             not preprocessor.get('type', '').endswith('YOLOv5DetDataPreprocessor')):
         raise ConfigError(
             "--unlabeled works on mmyolo's fast YOLOv5 data path (collate_fn "
@@ -141,7 +141,7 @@ def _distil_to_the_end(cfg: Config) -> None:
     to the end +9.0 points on the demo task (3/3), +0.2 on coco128 (within noise).
     """
     for hook in cfg.get('custom_hooks') or []:
-        kind = str(hook.get('type', '')).split('.')[-1]
+        kind = type_name(hook)
         if kind == 'StopDistillLastEpochsHook' and hook.get('num_last_epochs'):
             print_log(f"--unlabeled: distilling to the end (StopDistillLastEpochsHook's "
                       f"num_last_epochs {hook['num_last_epochs']} -> 0): once distillation "
