@@ -208,10 +208,9 @@ def run_real(args, out: str) -> Dict[str, Dict[tuple, str]]:
                     extra += ['--t-weights', args.yolov5n, '--t-cfg', MMYOLO_N]
                     extra += variant_switches(variant, unlabeled)
                 wd = osp.join(out, variant, f'split{split.replace("->", "")}_seed{seed}')
-                took = train_run(wd, cfg, extra,
-                                 schedule_options(*scaled(variant, args.epochs,
-                                                          args.val_interval), seed) +
-                                 REAL_LOADERS)
+                epochs, val_interval = scaled(variant, args.epochs, args.val_interval)
+                took = train_run(wd, cfg, extra, schedule_options(val_interval, seed) +
+                                 REAL_LOADERS, epochs=epochs)
                 progress.step(f'{variant}, {split}, seed {seed}', took)
                 runs[variant][(split, seed)] = wd
     return runs
@@ -228,7 +227,8 @@ def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
     teacher_dir = demo_run_dirs(task, 0)['teacher']
     te = task['teacher_epochs']
     took = train_run(teacher_dir, DEMO_TEACHER_CFG, size,
-                     schedule_options(te, max(te // 4, 1), task['data_seed']) + data_opts)
+                     schedule_options(max(te // 4, 1), task['data_seed']) + data_opts,
+                     epochs=te)
     progress.step('teacher YOLOv5-s', took)
     teacher_ckpt = osp.join(teacher_dir, f'epoch_{te}.pth')
     unlabeled = None
@@ -247,10 +247,9 @@ def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
             wd = osp.join(out, variant, f'seed{seed}')
             if args.regime == 'demo':  # the demo's own runs
                 wd = {'plain': shared['plain'], 'kd-out': shared['distilled']}.get(variant, wd)
-            took = train_run(wd, cfg, extra,
-                             schedule_options(*scaled(variant, task['epochs'],
-                                                      task['val_interval']), seed) +
-                             data_opts)
+            epochs, val_interval = scaled(variant, task['epochs'], task['val_interval'])
+            took = train_run(wd, cfg, extra, schedule_options(val_interval, seed) + data_opts,
+                             epochs=epochs)
             progress.step(f'{variant}, seed {seed}', took)
             runs[variant][('demo', seed)] = wd
     return runs
@@ -379,7 +378,9 @@ def main():
         title = (f'Real data, fine-tuning the official YOLOv5n (teacher: the same checkpoint, '
                  f'--t-cfg), mmyolo\'s COCO config and the COCO s-to-n distillation config, '
                  f'coco128 halves (train on one, evaluate on the other), '
-                 f'{args.img_size} px, {args.epochs} epochs, seeds {args.seeds}')
+                 f'{args.img_size} px, --epochs {args.epochs} (nothing else of the schedule '
+                 f'set: decay, warm-up and distillation stop as the configs fit them), '
+                 f'seeds {args.seeds}')
     else:
         title = (f'Demo task (make demo\'s data and schedules), YOLOv5-s teacher '
                  f'({DEMO_TASK["teacher_epochs"]} epochs) -> YOLOv5-n, {DEMO_TASK["epochs"]} '

@@ -140,7 +140,6 @@ def run(args, name: str, work_dir: str, data: str, repo: str = REPO) -> dict:
     stop = ['custom_hooks.1.num_last_epochs=0'] if distill else []
     opts = cfg_opts + stop + [
         f'train_cfg.max_epochs={args.epochs}', f'train_cfg.val_interval={args.epochs + 1}',
-        f'default_hooks.param_scheduler.max_epochs={args.epochs}',
         f'default_hooks.checkpoint.interval={args.epochs}', 'default_hooks.logger.interval=1',
         # each iteration's own time: mmyolo's window of 50 would average the first
         # iterations' warm-up into the whole run

@@ -41,7 +41,6 @@ def quick_options(work_dir, epochs=2, batch=4):
         'default_hooks.checkpoint.interval': 1,
         'default_hooks.logger.interval': 1,
         'default_hooks.param_scheduler.warmup_mim_iter': 2,
-        'default_hooks.param_scheduler.max_epochs': epochs,
         'optim_wrapper.optimizer.batch_size_per_gpu': batch,
         'env_cfg.mp_cfg.mp_start_method': 'fork',
         'randomness.seed': 0,

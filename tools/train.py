@@ -2,14 +2,15 @@
 
     python tools/train.py configs/distill/yolov5/kd-out_yolov5_s-to-n-....py \
         --t-weights teacher.pth [--t-cfg teacher_config.py] [--d-output | --d-feature] \
-        [--weights student_start.pt] [--data data.yaml] [--img-size 640]
+        [--weights student_start.pt] [--data data.yaml] [--img-size 640] [--epochs 30]
 """
 import argparse
 import sys
 
 # (importing mmkd_yolo applies its compat measures and registers its modules)
 from mmkd_yolo.apis import (add_common_args, add_distill_args, build_runner, check_data_files,
-                            init_distributed, prepare_train_cfg, set_local_rank)
+                            init_distributed, prepare_train_cfg, schedule_summary,
+                            set_local_rank)
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 
 
@@ -37,11 +38,12 @@ def main():
             t_weights=args.t_weights, t_cfg=args.t_cfg,
             t_precision=args.t_precision, d_output=args.d_output,
             d_feature=args.d_feature, data=args.data, weights=args.weights,
-            img_size=args.img_size, unlabeled=args.unlabeled,
+            img_size=args.img_size, epochs=args.epochs, unlabeled=args.unlabeled,
             unlabeled_ratio=args.unlabeled_ratio)
         check_data_files(cfg, ('train_dataloader', 'val_dataloader'))
         init_distributed(cfg)
         runner = build_runner(cfg)
+        runner.logger.info(f'schedule: {schedule_summary(cfg)}')
     except (ConfigError, CheckpointError, DataError) as e:
         sys.exit(f'error: {e}')
     try:

@@ -6,6 +6,7 @@ from .data import apply_data_yaml, check_data_files
 from .distill_switches import apply_distill_switches, refit_connectors
 from .dry_run import dry_run
 from .launch import build_runner, init_distributed, set_local_rank
+from .schedule import apply_epochs, schedule_summary
 from .test import prepare_test_cfg
 from .train import prepare_train_cfg
 
@@ -13,4 +14,5 @@ __all__ = ['add_common_args', 'add_distill_args', 'apply_student_weights',
            'apply_teacher_args', 'default_work_dir', 'is_distill_cfg', 'load_config',
            'set_img_size', 'set_test_img_scale', 'apply_data_yaml', 'check_data_files',
            'apply_distill_switches', 'refit_connectors', 'dry_run', 'build_runner',
-           'init_distributed', 'set_local_rank', 'prepare_test_cfg', 'prepare_train_cfg']
+           'init_distributed', 'set_local_rank', 'prepare_test_cfg', 'prepare_train_cfg',
+           'apply_epochs', 'schedule_summary']

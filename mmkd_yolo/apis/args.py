@@ -30,6 +30,10 @@ def add_distill_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--data', metavar='DATA_YAML',
                         help='Ultralytics data.yaml: train/val sets and class count of '
                         'student and teacher')
+    parser.add_argument('--epochs', type=int, metavar='N',
+                        help='train for N epochs, with everything that counts in epochs '
+                        'fitted: the learning-rate decay, the warm-up cap, the distillation '
+                        'stop, validation and checkpoint intervals (Ultralytics\' epochs=)')
     parser.add_argument('--img-size', type=int, metavar='N',
                         help='train and evaluate at N px (pipelines and loss weights)')
     parser.add_argument('--t-precision', choices=['auto', 'fp32', 'bf16', 'fp16', 'ort'],

@@ -55,3 +55,19 @@ def test_every_training_config_gets_it():
     for config in ('mmyolo::yolov5/yolov5_n-v61_syncbn_fast_8xb16-300e_coco.py', KD_OUT_S2N):
         scheduler = prepare_train_cfg(config).default_hooks.param_scheduler
         assert scheduler.type == 'mmkd_yolo.ScaledWarmupParamSchedulerHook', config
+
+
+def test_decay_follows_the_runs_length_not_the_configured_one(caplog):
+    """mmyolo's COCO configs say max_epochs=300 in the hook; a run shortened to 30 epochs
+    (train_cfg.max_epochs alone) decays over its 30, as a 30-epoch config would."""
+    kwargs = dict(scheduler_type='linear', lr_factor=0.01, warmup_mim_iter=50)
+    from mmyolo.engine.hooks import YOLOv5ParamSchedulerHook
+    configured_300 = run_schedule(ScaledWarmupParamSchedulerHook(max_epochs=300, **kwargs),
+                                  30, 8)
+    written_for_30 = run_schedule(YOLOv5ParamSchedulerHook(max_epochs=30, **kwargs), 30, 8)
+    assert configured_300 == written_for_30
+    # the last epoch's rate: mmyolo's linear factor of epoch 28 of 30, not of 300 (0.917)
+    assert configured_300[-1] == pytest.approx(0.01 * ((1 - 28 / 30) * 0.99 + 0.01))
+    assert configured_300[-1] < 0.001
+    mmyolos_300 = run_schedule(YOLOv5ParamSchedulerHook(max_epochs=300, **kwargs), 30, 8)
+    assert mmyolos_300[-1] == pytest.approx(0.01 * ((1 - 28 / 300) * 0.99 + 0.01))

@@ -283,3 +283,30 @@ def test_train_with_unlabeled_images(shapes_dir, tmp_path):
                           text=True)
     assert proc.returncode != 0 and 'needs a distillation config' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('length', [['--cfg-options', 'train_cfg.max_epochs=3'],
+                                    ['--epochs', '3']])
+def test_shortened_run_decays_over_its_own_length(tmp_path, length):
+    """mmyolo's own COCO config shortened as a user shortens it, nothing else of the
+    schedule set: the last iteration's learning rate is the one of a 3-epoch decay."""
+    from ..test_datasets.test_yolo_data import make_yolo_tree
+    data = make_yolo_tree(tmp_path / 'data', {f'img{i}': '0 0.5 0.5 0.4 0.5\n' for i in range(8)})
+    work_dir = tmp_path / 'work'
+    loaders = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+               'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False']
+    options = length[1:] if length[0] == '--cfg-options' else []
+    out = run_tool([osp.join(REPO, 'tools', 'train.py'),
+                    'mmyolo::yolov5/yolov5_n-v61_syncbn_fast_8xb16-300e_coco.py', '--data', data,
+                    '--img-size', '64', '--work-dir', str(work_dir)]
+                   + (length if length[0] == '--epochs' else [])
+                   + ['--cfg-options'] + options + loaders, cwd=tmp_path)
+    lrs = [r['lr'] for r in scalars(str(work_dir)) if 'lr' in r]
+    assert len(lrs) == 3  # 8 images, batch 16: one iteration per epoch
+    # the warm-up is cut to 1 of the 3 iterations; the last two run at mmyolo's rate of
+    # epoch 1 of a 3-epoch linear decay (before: of a 300-epoch one, 9.967e-3)
+    assert lrs[-1] == pytest.approx(0.01 * ((1 - 1 / 3) * 0.99 + 0.01), rel=1e-4)
+    assert 'schedule: 3 epochs; LR linear decay to 0.01x over 3 epochs' in out
+    # --epochs sets the hook's max_epochs too; train_cfg alone leaves it for the hook to fit
+    assert ('learning-rate decay over the run\'s 3 epochs (towards 0.01x), not the 300'
+            in out) == (length[0] == '--cfg-options')

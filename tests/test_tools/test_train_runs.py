@@ -113,14 +113,15 @@ def test_train_run_in_callers_cwd_resumable(mim, elsewhere, tmp_path):
     root, runs = mim
     lines = []
     took = runs.train_run('work_dirs/run', runs.DEMO_STUDENT_CFG, ['--img-size', '32'],
-                          ['train_cfg.max_epochs=3'], on_progress=lines.append)
+                          ['randomness.seed=0'], on_progress=lines.append, epochs=3)
     assert took > 0
     assert (elsewhere / 'work_dirs' / 'run' / 'DONE').is_file()
     (first, ) = records(tmp_path)
     assert first['cwd'] == str(elsewhere)
     assert first['argv'][0] == str(root / 'tools' / 'train.py')
     assert first['argv'][1:] == [runs.DEMO_STUDENT_CFG, '--work-dir', 'work_dirs/run',
-                                 '--img-size', '32', '--cfg-options', 'train_cfg.max_epochs=3']
+                                 '--img-size', '32', '--epochs', '3', '--cfg-options',
+                                 'randomness.seed=0']
     assert lines == ['epoch 1/3, iteration 2/4, eta 0:00:07']
     log = (elsewhere / 'work_dirs' / 'run' / 'train.log').read_text()
     assert 'Epoch(train)  [1][ 2/4]' in log
@@ -129,8 +130,8 @@ def test_train_run_in_callers_cwd_resumable(mim, elsewhere, tmp_path):
     assert len(records(tmp_path)) == 1
     # interrupted after a checkpoint (no DONE): resumed
     os.remove(elsewhere / 'work_dirs' / 'run' / 'DONE')
-    runs.train_run('work_dirs/run', runs.DEMO_STUDENT_CFG, [], ['train_cfg.max_epochs=3'])
-    assert '--resume' in records(tmp_path)[-1]['argv']
+    runs.train_run('work_dirs/run', runs.DEMO_STUDENT_CFG, [], [], epochs=3)
+    assert records(tmp_path)[-1]['argv'][-3:] == ['--epochs', '3', '--resume']
 
 
 def test_failed_run_raises_with_the_log_tail(mim, elsewhere, monkeypatch):
@@ -165,9 +166,10 @@ def test_demo_dirs_keyed_by_task_and_seed(runs):
 
 
 def test_schedule_and_progress(runs, capsys):
-    opts = runs.schedule_options(30, 5, 2)
-    assert 'train_cfg.max_epochs=30' in opts and 'randomness.seed=2' in opts
-    assert 'default_hooks.param_scheduler.max_epochs=30' in opts
+    opts = runs.schedule_options(5, 2)
+    assert 'train_cfg.val_interval=5' in opts and 'randomness.seed=2' in opts
+    # the length is --epochs, as users set it: nothing of the schedule hidden in options
+    assert not any('max_epochs' in o for o in opts)
     progress = runs.Progress(3, 'x')
     progress.step('a', 60.0)
     progress.step('b', 0.0)

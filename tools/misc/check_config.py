@@ -1,13 +1,13 @@
 """Dry-run a distillation config in seconds: build, one generated batch, a summary.
 
     python tools/misc/check_config.py CONFIG [--t-weights W] [--t-cfg C] [--data D]
-        [--weights W] [--d-output | --d-feature] [--img-size 320] [--unlabeled PATH]
-        [--cfg-options k=v ...]
+        [--weights W] [--d-output | --d-feature] [--img-size 320] [--epochs N]
+        [--unlabeled PATH] [--cfg-options k=v ...]
 
-Prints which epochs of the schedule distil, teacher and student sizes (parameters,
-GFLOPs), each recorder's source and recorded shape, each connector's channels, each loss
-value and what the teacher load transferred. A config that cannot work fails here with an
-error that says what to change.
+Prints the schedule (length, learning-rate decay, intervals, which epochs distil),
+teacher and student sizes (parameters, GFLOPs), each recorder's source and recorded
+shape, each connector's channels, each loss value and what the teacher load transferred.
+A config that cannot work fails here with an error that says what to change.
 """
 import argparse
 import sys
@@ -24,8 +24,7 @@ def main():
     add_distill_args(parser)
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='config overrides, as for tools/train.py (e.g. '
-                        'train_cfg.max_epochs=10: the distillation schedule follows)')
+                        help='config overrides, as for tools/train.py (a shorter run: --epochs N)')
     args = parser.parse_args()
 
     from mmengine.logging import MMLogger
@@ -37,6 +36,7 @@ def main():
                                 t_precision=args.t_precision,
                                 d_output=args.d_output, d_feature=args.d_feature,
                                 data=args.data, weights=args.weights, img_size=args.img_size,
+                                epochs=args.epochs,
                                 unlabeled=args.unlabeled,
                                 unlabeled_ratio=args.unlabeled_ratio)
         if not is_distill_cfg(cfg):

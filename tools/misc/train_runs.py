@@ -34,22 +34,22 @@ class RunFailedError(RuntimeError):
     """A ``tools/train.py`` run exited with an error; the message ends with its log's tail."""
 
 
-def schedule_options(epochs: int, val_interval: int, seed: int) -> List[str]:
-    """``--cfg-options`` of a shorter schedule of the CPU-scale configs.
+def schedule_options(val_interval: int, seed: int) -> List[str]:
+    """``--cfg-options`` of a run's validation interval and seed (the run's length is
+    ``train_run(epochs=...)``: ``tools/train.py --epochs``, as users shorten a run).
 
     Args:
-        epochs (int): Training epochs (the LR schedule's length too).
         val_interval (int): Epochs between validations and checkpoints.
         seed (int): The run's random seed.
     """
-    return [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={val_interval}',
-            f'default_hooks.param_scheduler.max_epochs={epochs}',
+    return [f'train_cfg.val_interval={val_interval}',
             f'default_hooks.checkpoint.interval={val_interval}',
             'default_hooks.checkpoint.max_keep_ckpts=1', f'randomness.seed={seed}']
 
 
 def train_run(work_dir: str, config: str, args: List[str], options: List[str],
-              on_progress: Optional[Callable[[str], None]] = None) -> float:
+              on_progress: Optional[Callable[[str], None]] = None,
+              epochs: Optional[int] = None) -> float:
     """One ``tools/train.py`` run; seconds taken, 0 when it had finished before.
 
     The run is started in the current directory, so relative paths in ``work_dir``,
@@ -62,6 +62,7 @@ def train_run(work_dir: str, config: str, args: List[str], options: List[str],
         options (list[str]): ``--cfg-options`` entries.
         on_progress (callable, optional): Called with a short line (epoch, iteration,
             mmengine's ETA) for each logged training iteration.
+        epochs (int, optional): The run's length (``--epochs``); None: the config's.
 
     Raises:
         RunFailedError: The run exited with an error (its work dir is kept, so that the
@@ -72,10 +73,12 @@ def train_run(work_dir: str, config: str, args: List[str], options: List[str],
         return 0.0
     os.makedirs(work_dir, exist_ok=True)
     resume = ['--resume'] if glob.glob(osp.join(work_dir, 'epoch_*.pth')) else []
-    cmd = [sys.executable, TRAIN, config, '--work-dir', work_dir, *args, *resume,
-           '--cfg-options', *options]
-    max_epochs = next((o.split('=')[1] for o in options if o.startswith('train_cfg.max_epochs=')),
-                      '?')
+    length = ['--epochs', str(epochs)] if epochs else []
+    cmd = [sys.executable, TRAIN, config, '--work-dir', work_dir, *args, *length, *resume]
+    if options:
+        cmd += ['--cfg-options', *options]
+    max_epochs = epochs or next(
+        (o.split('=')[1] for o in options if o.startswith('train_cfg.max_epochs=')), '?')
     log_file = osp.join(work_dir, 'train.log')
     start = time.time()
     with open(log_file, 'a') as log:
