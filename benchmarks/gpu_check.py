@@ -1,5 +1,6 @@
 """The GPU check's measurements: tests, the distillation loop against the plain student, the
-teacher at reduced precision against float32; one markdown table.
+teacher at reduced precision against float32, the teacher's precision paths; one markdown
+table.
 
     bash benchmarks/gpu_check.sh [--coco128 DIR] [--yolov5n PATH] [--plan auto|cuda|cpu]
         [--dry-run] [--skip-install] [--tests 'PYTEST ARGS'] [--epochs N] [--rounds N] ...
@@ -24,6 +25,12 @@ neck and head under the autocast ``--t-precision`` gives the teacher in distilla
 casts the outputs back to float32 before decoding and NMS, as the distillation losses see
 them. That comparison uses the official YOLOv5n (``--yolov5n``), not the random teacher of
 the loop runs, whose mAP would mean nothing.
+
+The precision paths are short distilled runs (one epoch each) with the official YOLOv5n as
+teacher, so that it has float32 weights from a file: ``--t-precision auto`` (the choice and
+its reason, as logged), ``bf16`` under ``--amp``, and that run resumed with ``fp32`` under
+``--amp`` (logged outside the training step's autocast; the resumed teacher keeps the
+file's float32 weights, not the checkpoint's bfloat16 ones: checked in its checkpoint).
 
 Every step runs even when an earlier one failed (a GPU session is short: one run should
 say as much as it can); the table marks what failed and the exit status is 1.
@@ -55,6 +62,17 @@ PLANS = {
     'cpu': dict(img_size=160, batch=16, epochs=2, rounds=1, skip_iters=4, workers=2,
                 amp=False, t_precision='bf16'),
 }
+
+
+#: The precision runs: (name, --t-precision, epochs, the run whose last checkpoint it resumes).
+PRECISION_RUNS = (('auto', 'auto', 1, None), ('bf16', 'bf16', 1, None),
+                  ('resume_fp32', 'fp32', 2, 'bf16'))
+#: YOLOv5Distill's log line of what runs the teacher (TeacherRuntime.runtime_for).
+TEACHER_LINE = re.compile(r"teacher forward in (.+?) on (\w+)\b.*?\(teacher_precision='(\w+)'"
+                          r': (.+)\)$', re.M)
+#: keep_float32_teacher's line on loading a checkpoint with a reduced-precision teacher.
+KEPT_LINE = re.compile(r'the checkpoint holds the teacher in (\S+), as it ran: kept the '
+                       r'float32 values of its \d+ tensors from .*$', re.M)
 
 
 class StepFailed(Exception):
@@ -139,17 +157,28 @@ def wrapped(tool: str, out_json: str, net_precision: str = None) -> list:
     return cmd + ['--', tool]
 
 
-def train_command(plan, distilled: bool, work_dir: str, data: str, yolov5n: str) -> list:
+def train_command(plan, distilled: bool, work_dir: str, data: str, yolov5n: str,
+                  t_precision: str = None, epochs: int = None, teacher: str = None,
+                  resume: str = None) -> list:
+    """A training run of the plan; the keywords override the plan's teacher precision
+    and epochs, give the teacher's weights (a YOLOv5-n: ``--t-cfg``) and resume."""
     cmd = wrapped('tools/train.py', osp.join(work_dir, 'peaks.json'))
     cmd += [KD_CFG if distilled else PLAIN_CFG, '--work-dir', work_dir, '--data', data,
             '--img-size', str(plan['img_size']), '--weights', yolov5n]
     if plan['amp']:
         cmd.append('--amp')
     if distilled:
-        cmd += ['--t-precision', plan['t_precision']]
-    epochs, batch, workers = plan['epochs'], plan['batch'], plan['workers']
+        cmd += ['--t-precision', t_precision or plan['t_precision']]
+    if teacher:
+        cmd += ['--t-weights', teacher, '--t-cfg', PLAIN_CFG]
+    if resume:
+        cmd += ['--resume', resume]
+    epochs = epochs or plan['epochs']
+    batch, workers = plan['batch'], plan['workers']
+    # no validation: mmengine's loop also validates at the last epoch unless val_begin is
+    # past it, and these runs measure training alone
     opts = [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs + 1}',
-            f'default_hooks.param_scheduler.max_epochs={epochs}',
+            f'train_cfg.val_begin={epochs + 1}',
             f'default_hooks.checkpoint.interval={epochs}', 'default_hooks.logger.interval=1',
             # each iteration's own time: mmyolo's window of 50 would average the first
             # iterations' warm-up into the steady state
@@ -172,6 +201,16 @@ def test_command(plan, precision: str, work_dir: str, data: str, yolov5n: str) -
                   '--work-dir', work_dir, '--cfg-options',
                   f'test_dataloader.num_workers={workers}',
                   f'test_dataloader.persistent_workers={workers > 0}']
+
+
+def precision_commands(plan, out: str, data: str, yolov5n: str) -> dict:
+    """The precision runs' commands, by name (:data:`PRECISION_RUNS`)."""
+    commands = {}
+    for name, t_precision, epochs, resume in PRECISION_RUNS:
+        resume = resume and osp.join(out, f'precision_{resume}', 'epoch_1.pth')
+        commands[name] = train_command(plan, True, osp.join(out, f'precision_{name}'), data,
+                                       yolov5n, t_precision, epochs, yolov5n, resume)
+    return commands
 
 
 def pytest_command(tests: str) -> list:
@@ -289,13 +328,78 @@ def step_teacher(args, plan, out, data, failures) -> dict:
     return maps
 
 
+def teacher_line(log_path: str) -> re.Match:
+    """The run's log line of what ran its teacher forward."""
+    with open(log_path) as f:
+        found = TEACHER_LINE.search(f.read())
+    if not found:
+        raise StepFailed(f'{log_path}: no "teacher forward in ..." line')
+    return found
+
+
+def teacher_values(checkpoint: str) -> tuple:
+    """The dtypes of a checkpoint's teacher tensors, and how many of its values bfloat16
+    cannot hold (none: the teacher's weights are bfloat16-rounded) of how many."""
+    sys.path.insert(0, REPO)
+    from mmkd_yolo.fileio.safe_load import load_checkpoint_file
+    state = load_checkpoint_file(checkpoint, map_location='cpu')['state_dict']
+    teacher = [v for k, v in state.items() if k.startswith('teacher.') and
+               v.is_floating_point()]
+    if not teacher:
+        raise StepFailed(f'{checkpoint} holds no teacher tensors')
+    off = sum(int((v.float() != v.bfloat16().float()).sum()) for v in teacher)
+    return {str(v.dtype) for v in teacher}, off, sum(v.numel() for v in teacher)
+
+
+def step_precision(args, plan, out, data, failures) -> dict:
+    """The teacher's precision paths; per run name (result, detail) for the table."""
+    rows = {}
+    amp = 'under --amp' if plan['amp'] else 'no --amp (needs a GPU)'
+    for name, cmd in precision_commands(plan, out, data, args.yolov5n).items():
+        wd = osp.join(out, f'precision_{name}')
+        what = f'precision run {name}'
+        try:
+            took = run_logged(cmd, osp.join(wd, 'train.log'), what)
+            line = teacher_line(osp.join(wd, 'train.log'))
+            runtime = line.group(1)
+            if name == 'auto':
+                rows[name] = (runtime, line.group(0))
+            elif name == 'bf16':
+                dtypes, _, _ = teacher_values(osp.join(wd, 'epoch_1.pth'))
+                if runtime != 'PyTorch, torch.bfloat16' or dtypes != {'torch.bfloat16'}:
+                    raise StepFailed(f'{what}: teacher {runtime}, held in {dtypes} in its '
+                                     'checkpoint; expected bfloat16')
+                rows[name] = (f'ok, {amp}', f'{line.group(0)}; its checkpoint holds the '
+                              'teacher in torch.bfloat16')
+            else:
+                with open(osp.join(wd, 'train.log')) as f:
+                    kept = KEPT_LINE.search(f.read())
+                dtypes, off, total = teacher_values(osp.join(wd, 'epoch_2.pth'))
+                if (runtime != 'PyTorch, torch.float32' or not kept
+                        or dtypes != {'torch.float32'} or not off):
+                    raise StepFailed(
+                        f'{what}: teacher {runtime}, {"a" if kept else "no"} line of the '
+                        f'float32 teacher kept, its checkpoint\'s teacher {dtypes} with '
+                        f'{off} of {total} values beyond bfloat16 (expected float32, most)')
+                rows[name] = (f'ok, {amp}', f'{kept.group(0)}; {line.group(0)}; its next '
+                              f'checkpoint\'s teacher: float32, {off} of {total} values '
+                              'beyond bfloat16 (not the rounded ones)')
+        except StepFailed as e:
+            failures.append(str(e))
+            say(f'{what}: FAILED ({str(e).splitlines()[0]})')
+            rows[name] = ('FAILED', str(e).splitlines()[0])
+            continue
+        say(f'{what}: {rows[name][0]}, {took:.0f}s; {rows[name][1]}')
+    return rows
+
+
 # --- the table -------------------------------------------------------------------------------
 
 def fmt(value, spec='.3f') -> str:
     return 'n/a' if value is None else format(value, spec)
 
 
-def table(args, plan, install, tests, loop, maps) -> str:
+def table(args, plan, install, tests, loop, maps, precision=None) -> str:
     cuda = plan['name'] == 'cuda'
     amp = '--amp' if plan['amp'] else 'no --amp (needs a GPU)'
     pairs = [(p, d) for p, d in zip(loop['plain'], loop['distilled']) if p and d]
@@ -346,6 +450,12 @@ def table(args, plan, install, tests, loop, maps) -> str:
                  f'{diff}; the official YOLOv5n ({osp.basename(args.yolov5n)}), not the '
                  'random s teacher; network under autocast as --t-precision runs it, outputs '
                  'cast to float32 before decoding and NMS'))
+    labels = {'auto': 'teacher precision auto: the choice',
+              'bf16': 'bf16 teacher, distilled 1 epoch',
+              'resume_fp32': 'fp32 teacher, resuming the bf16 run'}
+    for name, label in labels.items():
+        if precision is not None:
+            rows.append((label, *precision.get(name, ('FAILED', 'not run'))))
     head = (f'GPU check, plan {plan["name"]}'
             + ('' if cuda else ' (no CUDA: CPU fallback on a tiny schedule)')
             + f': {plan["device"]}; coco128 {data_yaml(args.coco128)}, '
@@ -390,6 +500,8 @@ def main(argv=None) -> int:
         for precision in ('fp32', plan['t_precision']):
             print(show(test_command(plan, precision, osp.join(out, f'teacher_{precision}'),
                                     data, args.yolov5n)))
+        for cmd in precision_commands(plan, out, data, args.yolov5n).values():
+            print(show(cmd))
         return 0
     if missing:
         say('FAILED: missing ' + ', '.join(missing) + ': give --coco128 DIR (holding '
@@ -405,7 +517,8 @@ def main(argv=None) -> int:
     say('tests: ' + ', '.join(tests_status))
     loop = step_loop(args, plan, out, data, failures)
     maps = step_teacher(args, plan, out, data, failures)
-    report = table(args, plan, args.install_status, tests_status, loop, maps)
+    precision = step_precision(args, plan, out, data, failures)
+    report = table(args, plan, args.install_status, tests_status, loop, maps, precision)
     with open(osp.join(out, 'report.md'), 'w') as f:
         f.write(report + '\n')
     print('\n' + report + '\n', flush=True)
@@ -427,14 +540,14 @@ def autocast_network(precision: str) -> None:
     from mmyolo.models.dense_heads.yolov5_head import YOLOv5HeadModule
     from mmyolo.models.detectors import YOLODetector
 
-    from mmkd_yolo.models.teacher_precision import (resolve_teacher_precision,
-                                                    teacher_autocast, to_float32)
+    from mmkd_yolo.models.teacher_precision import (choose_teacher_runtime, teacher_autocast,
+                                                    to_float32)
 
     def under_autocast(fn):
         @functools.wraps(fn)
         def forward(self, x, *a, **kw):
             device = (x if torch.is_tensor(x) else x[0]).device
-            with teacher_autocast(resolve_teacher_precision(precision, device), device):
+            with teacher_autocast(choose_teacher_runtime(precision, device)[0], device):
                 return to_float32(fn(self, x, *a, **kw))
         return forward
 

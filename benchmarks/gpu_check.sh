@@ -11,7 +11,11 @@
 # 3. trains YOLOv5-n plain and distilled from a YOLOv5-s (--amp, --t-precision fp16) at
 #    640 px, batch 16, on coco128, alternating, and evaluates the official YOLOv5n in fp32
 #    and fp16 (benchmarks/gpu_check.py: the commands and what is measured);
-# 4. prints one markdown table (also written to work_dirs/gpu_check/<time>/report.md).
+# 4. checks the teacher's precision paths in three one-epoch runs distilled from the
+#    official YOLOv5n: --t-precision auto (its choice and reason, as logged), bf16 under
+#    --amp, and that run resumed with fp32 under --amp (outside the autocast; the
+#    float32 teacher kept, not the checkpoint's bfloat16 one);
+# 5. prints one markdown table (also written to work_dirs/gpu_check/<time>/report.md).
 #
 # Without CUDA it says so and runs the same steps on a tiny schedule (160 px, teacher in
 # bf16, no --amp), the CUDA columns n/a. --plan cuda|cpu forces a plan (with --dry-run,
@@ -74,7 +78,7 @@ else
 fi
 [[ $DRY -eq 1 || -x "$PY" ]] || fail "no $PY: run without --skip-install, or set VENV"
 
-# --- 2-4. tests, runs, table (benchmarks/gpu_check.py) ---------------------------------------
+# --- 2-5. tests, runs, table (benchmarks/gpu_check.py) ---------------------------------------
 if [[ $DRY -eq 1 ]]; then
   # before an install there may be no environment yet: any python3 prints the plan
   [[ -x "$PY" ]] || PY="$(command -v python3)"
@@ -84,4 +88,4 @@ fi
 "$PY" benchmarks/gpu_check.py --coco128 "$COCO128" --yolov5n "$YOLOV5N" \
   --install-status "$INSTALL" "${PASS[@]}"
 STATUS=$?
-[[ $STATUS -eq 0 ]] || fail "steps 2-4 (benchmarks/gpu_check.py) exited with status $STATUS; the failed steps are listed above"
+[[ $STATUS -eq 0 ]] || fail "steps 2-5 (benchmarks/gpu_check.py) exited with status $STATUS; the failed steps are listed above"

@@ -33,11 +33,11 @@ SHARED = osp.join(osp.dirname(REPO), 'shared')
 CONFIG = 'mmyolo::yolov5/yolov5_{}-v61_syncbn_fast_8xb16-300e_coco.py'
 
 
-def under_autocast(fn, dtype):
+def under_autocast(fn, runtime):
     from mmkd_yolo.models.teacher_precision import teacher_autocast, to_float32
 
     def wrapped(x, *args, **kwargs):
-        with teacher_autocast(dtype, x.device if torch.is_tensor(x) else x[0].device):
+        with teacher_autocast(runtime, x.device if torch.is_tensor(x) else x[0].device):
             return to_float32(fn(x, *args, **kwargs))
     return wrapped
 
@@ -143,7 +143,7 @@ def evaluate(args, precision, work_dir):
 
     from mmkd_yolo.apis import build_runner, prepare_test_cfg
     from mmkd_yolo.converters import load_or_convert
-    from mmkd_yolo.models.teacher_precision import resolve_teacher_precision
+    from mmkd_yolo.models.teacher_precision import choose_teacher_runtime
     _, ckpt = load_or_convert(args.weights)
     cfg = prepare_test_cfg(CONFIG.format('n'), ckpt, work_dir=work_dir, data=args.data,
                            img_size=args.img_size,
@@ -171,9 +171,9 @@ def evaluate(args, precision, work_dir):
         head.forward = onnx_head(model, precision, calib)
         model.extract_feat = lambda images: images  # the graph runs backbone and neck
     else:
-        dtype = resolve_teacher_precision(precision, torch.device('cpu'))
-        model.extract_feat = under_autocast(model.extract_feat, dtype)
-        head.forward = under_autocast(head.forward, dtype)
+        runtime, _ = choose_teacher_runtime(precision, torch.device('cpu'))
+        model.extract_feat = under_autocast(model.extract_feat, runtime)
+        head.forward = under_autocast(head.forward, runtime)
     buf = io.StringIO()
     with redirect_stdout(buf):
         metrics = runner.test_loop.run()
@@ -185,7 +185,7 @@ def forward_ms(size, batch, img):
     from mmengine.registry import init_default_scope
 
     from mmkd_yolo.models.detector_cfg import load_detector_cfg
-    from mmkd_yolo.models.teacher_precision import teacher_autocast
+    from mmkd_yolo.models.teacher_precision import AUTOCAST_DTYPES, teacher_autocast
     from mmkd_yolo.registry import MODELS
     init_default_scope('mmyolo')
     model = MODELS.build(load_detector_cfg(CONFIG.format(size))).eval()
@@ -195,11 +195,11 @@ def forward_ms(size, batch, img):
     # first, while the model is float32; int8 ranges from random images (speed only)
     out = {'ort': _ort_forward_ms(model, x, None),
            'int8': _ort_forward_ms(model, x, [torch.rand(2, 3, img, img)])}
-    for name, dtype in (('fp32', None), ('bf16', torch.bfloat16)):
-        if dtype is not None:  # as YOLOv5Distill does: cast once, not per call
-            model.to(dtype)
-            x = x.to(dtype)
-        with torch.no_grad(), teacher_autocast(dtype, x.device):
+    for name in ('fp32', 'bf16'):
+        if name in AUTOCAST_DTYPES:  # as TeacherRuntime does: cast once, not per call
+            model.to(AUTOCAST_DTYPES[name])
+            x = x.to(AUTOCAST_DTYPES[name])
+        with torch.no_grad(), teacher_autocast(name, x.device):
             for _ in range(3):
                 model._forward(x)
             times = []

@@ -15,10 +15,9 @@ from mmrazor.models.utils import add_prefix
 from ..errors import ConfigError
 from ..registry import MODELS
 from ..models.detector_cfg import resolve_detector_cfg
-from ..models.onnx_teacher import OnnxTeacher, check_recorders, unsupported_recorders
-from ..models.teacher_precision import (AUTOCAST_DTYPES, TEACHER_PRECISIONS,
-                                        choose_teacher_runtime, teacher_autocast, to_float32)
-from .teacher_loading import load_teacher_weights
+from ..models.mixed_batch import labeled_detection_loss, labeled_part, unlabeled_mask
+from ..models.teacher_runtime import TeacherRuntime
+from .teacher_loading import keep_float32_teacher, load_teacher_weights
 
 LossResults = Dict[str, torch.Tensor]
 
@@ -63,7 +62,9 @@ class YOLOv5Distill(SingleTeacherDistill):
     * the teacher is an inference model: its BatchNorm is folded into its convolutions
       and it runs in channels-last memory format (see :meth:`_make_teacher_inference_only`),
       in bfloat16 where the hardware computes it natively (``teacher_precision``; its
-      weights are then held in bfloat16), in onnxruntime on other CPUs;
+      weights are then held in bfloat16), in onnxruntime on other CPUs
+      (:class:`~mmkd_yolo.models.teacher_runtime.TeacherRuntime`); a checkpoint's
+      rounded teacher is not loaded over the float32 one (resume);
     * the recorded tensors are dropped once the distillation losses are computed:
       mmrazor's recorders keep them until the next iteration, through the backward pass;
     * teacher weights are loaded leniently (tensors matched by name and shape) with a
@@ -84,8 +85,9 @@ class YOLOv5Distill(SingleTeacherDistill):
         teacher_ckpt (str, optional): Teacher weights (an mmengine checkpoint or a plain
             state dict). Defaults to None (a randomly initialised teacher: for tests).
         teacher_precision (str): What runs the teacher forward: ``auto`` (bfloat16 on
-            CPUs with AMX / AVX512-BF16, onnxruntime on other CPUs, float16 or bfloat16
-            on CUDA), ``fp32``, ``bf16``, ``fp16`` (PyTorch autocast) or ``ort``
+            CPUs with AMX / AVX512-BF16, onnxruntime on other CPUs; bfloat16 on GPUs
+            that compute it natively, float16 on older ones), ``fp32`` (autocast off,
+            also under ``--amp``), ``bf16``, ``fp16`` (PyTorch autocast) or ``ort``
             (onnxruntime, float32, CPU). Its records are float32 for the losses.
             Defaults to 'auto'.
         data_preprocessor (dict, optional): Defaults to the student's.
@@ -122,20 +124,16 @@ class YOLOv5Distill(SingleTeacherDistill):
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
         self.teacher_ckpt = teacher_ckpt
-        if teacher_precision not in TEACHER_PRECISIONS:
-            raise ConfigError(f'teacher_precision={teacher_precision!r} is not one of '
-                              f'{TEACHER_PRECISIONS} (--t-precision).')
         self.teacher_precision = teacher_precision
-        if teacher_precision == 'ort':  # at build time, not at the first step
-            check_recorders(self.distiller.teacher_recorders.recorders)
-        self._teacher_runtime: Dict[str, str] = {}  # per device type: fp32/bf16/fp16/ort
-        self._onnx_teacher: Optional[OnnxTeacher] = None  # built where it first runs
+        self.teacher_runtime = TeacherRuntime(self.teacher, self.distiller.teacher_recorders,
+                                              teacher_precision)
         self.teacher_transferred = None
         if teacher_ckpt:
             self.teacher_transferred = load_teacher_weights(self.teacher, teacher_ckpt)
             # keep init_weights() from overwriting the loaded teacher
             self.teacher._is_init = True
         self._make_teacher_inference_only()
+        keep_float32_teacher(self.teacher, teacher_ckpt)
         self._check_feature_widths()
         for loss in self.distiller.distill_losses.values():
             if hasattr(loss, 'inherit_head_weights'):
@@ -206,74 +204,15 @@ class YOLOv5Distill(SingleTeacherDistill):
         finally:
             self.train(was_training)
 
-    @torch.no_grad()
     def teacher_forward(self, batch_inputs: torch.Tensor) -> None:
-        """Backbone + neck + head of the teacher, recorded by the teacher recorders.
-
-        The records are left in float32 and the default memory format, as the losses
-        expect them.
+        """Backbone + neck + head of the teacher, recorded by the teacher recorders, in
+        the runtime ``teacher_precision`` resolves to (:class:`TeacherRuntime`); the
+        records in float32, as the losses expect them.
 
         Args:
             batch_inputs (Tensor): Preprocessed images, shape (N, 3, H, W).
         """
-        device = batch_inputs.device
-        if self._teacher_runtime_for(device) == 'ort':
-            if self._onnx_teacher is None:
-                self.teacher.float()  # (held in bf16 if it ran on another device before)
-                self._onnx_teacher = OnnxTeacher(
-                    self.teacher, self.distiller.teacher_recorders.recorders,
-                    batch_inputs[:1], torch.get_num_threads())
-            records = self._onnx_teacher(batch_inputs)
-            for name, recorder in self.distiller.teacher_recorders.recorders.items():
-                recorder._data_buffer = records[name]
-            return
-        dtype = self._teacher_autocast_dtype(device)
-        x = batch_inputs.to(dtype=dtype or batch_inputs.dtype,
-                            memory_format=torch.channels_last)
-        with self.distiller.teacher_recorders, teacher_autocast(dtype, device):
-            self.teacher._forward(x)
-        # float32 in the default memory format: losses such as CWD ``view`` the records
-        for recorder in self.distiller.teacher_recorders.recorders.values():
-            recorder._data_buffer = [to_float32(r) for r in recorder.data_buffer]
-
-    def _cast_teacher(self, device: torch.device) -> None:
-        """Hold the teacher's weights in its autocast dtype (a no-op after the first call).
-
-        Autocast would cast them on every forward otherwise: its weight cache only holds
-        parameters that require grad. Checkpoints then hold the teacher in that dtype;
-        resuming loads them back bit for bit.
-        """
-        dtype = self._teacher_autocast_dtype(device)
-        if dtype is not None and next(self.teacher.parameters()).dtype != dtype:
-            self.teacher.to(dtype)
-
-    def _teacher_runtime_for(self, device: torch.device) -> str:
-        """``teacher_precision`` resolved for ``device`` (once per device type, logged
-        with the reason): ``fp32``, ``bf16``, ``fp16`` or ``ort``."""
-        if device.type not in self._teacher_runtime:
-            runtime, why = choose_teacher_runtime(self.teacher_precision, device)
-            unsupported = (unsupported_recorders(self.distiller.teacher_recorders.recorders)
-                           if runtime == 'ort' else [])
-            if unsupported:  # only under auto: 'ort' is checked at build
-                runtime, why = 'fp32', (f'{why}; but teacher recorders {unsupported} are not '
-                                        'module outputs, which onnxruntime cannot record')
-            self._teacher_runtime[device.type] = runtime
-            what = ('onnxruntime, float32' if runtime == 'ort' else
-                    f'PyTorch, {AUTOCAST_DTYPES.get(runtime, torch.float32)}')
-            MMLogger.get_current_instance().info(
-                f'YOLOv5Distill: teacher forward in {what} on {device.type} '
-                f'(teacher_precision={self.teacher_precision!r}: {why})')
-        return self._teacher_runtime[device.type]
-
-    def _teacher_autocast_dtype(self, device: torch.device) -> Optional[torch.dtype]:
-        """The autocast dtype of the PyTorch teacher forward (None: float32)."""
-        return AUTOCAST_DTYPES.get(self._teacher_runtime_for(device))
-
-    def __getstate__(self) -> dict:
-        """An onnxruntime session cannot be copied or pickled: a copy exports its own."""
-        state = super().__getstate__()
-        state['_onnx_teacher'] = None
-        return state
+        self.teacher_runtime.forward(batch_inputs)
 
     def train(self, mode: bool = True) -> 'YOLOv5Distill':
         """Set the student (and connectors) to ``mode``; the teacher stays in eval."""
@@ -296,17 +235,12 @@ class YOLOv5Distill(SingleTeacherDistill):
             distillation is stopped, ``distill.<name>`` (or ``distill.<name>_<part>``).
         """
         losses: LossResults = {}
-        unlabeled = data_samples.get('unlabeled') if isinstance(data_samples, dict) else None
+        unlabeled = unlabeled_mask(data_samples)
         if unlabeled is not None:
-            extra = [k for k in ('masks', 'keypoints') if k in data_samples]
-            if extra:
-                raise ConfigError(f'unlabeled images with {extra} targets: --unlabeled '
-                                  'takes box detection configs only (their detection loss '
-                                  'is sliced to the labeled images by box).')
             if self.distillation_stopped and unlabeled.any():
                 # nothing to learn from images without labels any more: leave them out
-                batch_inputs, data_samples = _labeled_part(batch_inputs, data_samples,
-                                                           unlabeled)
+                batch_inputs, data_samples = labeled_part(batch_inputs, data_samples,
+                                                          unlabeled)
                 unlabeled = data_samples['unlabeled']
             # per-iteration counts of the images used, logged (no 'loss' in the names:
             # not summed into the loss)
@@ -315,14 +249,13 @@ class YOLOv5Distill(SingleTeacherDistill):
             if not unlabeled.any():
                 unlabeled = None
         if not self.distillation_stopped:
-            self._cast_teacher(batch_inputs.device)
             self.teacher_forward(batch_inputs)
         with self.distiller.student_recorders:
             if unlabeled is None:
                 student_losses = self.student(batch_inputs, data_samples, mode='loss')
             else:
-                student_losses = self._labeled_student_loss(batch_inputs, data_samples,
-                                                            unlabeled)
+                student_losses = labeled_detection_loss(self.student, batch_inputs,
+                                                        data_samples, unlabeled)
         losses.update(add_prefix(student_losses, 'student'))
         if self.distillation_stopped:
             # The connectors get no gradient once distillation stops, and DDP (without
@@ -342,41 +275,6 @@ class YOLOv5Distill(SingleTeacherDistill):
         self._release_records()
         return losses
 
-    def _labeled_student_loss(self, batch_inputs: torch.Tensor, data_samples: dict,
-                              unlabeled: torch.Tensor) -> LossResults:
-        """The student's detection loss on the labeled images of a mixed batch.
-
-        The student runs on the whole batch (its recorded head outputs feed the
-        distillation losses on every image); mmyolo's YOLOv5 loss then sees only the
-        labeled images' outputs and boxes, so an unlabeled image adds no objectness
-        negatives and no class targets. mmyolo scales its per-image mean by the images it
-        sees (K labeled of N), so each labeled image weighs what it weighs in a labeled
-        batch. Scaling to N instead (the labeled loss at a full batch's size, as
-        semi-supervised detectors keep their supervised loss) was measured and not kept:
-        against the previous release's recipe (which stopped distilling for the last
-        epochs), +2.6 points on the demo task, -4.0 on coco128, and below this release's
-        (README, the unlabeled study).
-
-        Args:
-            batch_inputs (Tensor): Images, shape (N, 3, H, W).
-            data_samples (dict): ``bboxes_labels`` (B, 6): image index, class, box;
-                ``img_metas``; ``unlabeled``.
-            unlabeled (Tensor): Bool, shape (N,), True for images without labels.
-
-        Returns:
-            dict[str, Tensor]: ``loss_cls``, ``loss_obj``, ``loss_bbox``.
-        """
-        student = self.student
-        cls_scores, bbox_preds, objectnesses = student.bbox_head(
-            student.extract_feat(batch_inputs))
-        keep, boxes, metas = _labeled_targets(data_samples, unlabeled)
-        if len(keep) == 0:  # no labeled image: a zero loss that keeps the graph
-            zero = sum(t.sum() for t in (*cls_scores, *bbox_preds, *objectnesses)) * 0
-            return dict(loss_cls=zero, loss_obj=zero, loss_bbox=zero)
-        return student.bbox_head.loss_by_feat(
-            [c[keep] for c in cls_scores], [b[keep] for b in bbox_preds],
-            [o[keep] for o in objectnesses], boxes, metas)
-
     def _release_records(self) -> None:
         """Drop the recorded tensors once the distillation losses are computed.
 
@@ -387,31 +285,6 @@ class YOLOv5Distill(SingleTeacherDistill):
         for manager in (self.distiller.student_recorders, self.distiller.teacher_recorders):
             for recorder in manager.recorders.values():
                 recorder.reset_data_buffer()
-
-
-def _labeled_targets(data_samples: dict, unlabeled: torch.Tensor) -> tuple:
-    """Which images of a batch are labeled, and their boxes and metas re-indexed to them.
-
-    Returns:
-        tuple: ``keep`` (K,) indexes of the labeled images, ``bboxes_labels`` (B, 6) with
-        image indexes 0..K-1, and the K ``img_metas``.
-    """
-    keep = (~unlabeled).nonzero().squeeze(1)
-    index = torch.full_like(unlabeled, -1, dtype=torch.long)
-    index[keep] = torch.arange(len(keep), device=keep.device)
-    boxes = data_samples['bboxes_labels']
-    new_index = index[boxes[:, 0].long()]
-    boxes = boxes[new_index >= 0].clone()  # (an unlabeled image has no boxes anyway)
-    boxes[:, 0] = new_index[new_index >= 0].to(boxes.dtype)
-    return keep, boxes, [data_samples['img_metas'][i] for i in keep.tolist()]
-
-
-def _labeled_part(batch_inputs: torch.Tensor, data_samples: dict,
-                  unlabeled: torch.Tensor) -> tuple:
-    """The labeled images of a batch, shape (K, 3, H, W), and their samples."""
-    keep, boxes, metas = _labeled_targets(data_samples, unlabeled)
-    return batch_inputs[keep], dict(data_samples, bboxes_labels=boxes, img_metas=metas,
-                                    unlabeled=unlabeled[keep])
 
 
 def _count(module: torch.nn.Module) -> str:

@@ -131,7 +131,6 @@ def test_bf16_teacher_gives_float32_records_close_to_fp32(batch, tmp_path):
     for precision in ('fp32', 'bf16'):
         model, data = cwd_model_and_data(ckpt, precision, batch)
         with torch.no_grad():
-            model._cast_teacher(data['inputs'].device)
             model.teacher_forward(data['inputs'])
             recorders = model.distiller.teacher_recorders
             preds[precision] = recorders.get_recorder('preds').data_buffer[0]
@@ -177,7 +176,8 @@ def test_onnxruntime_teacher_records_match_pytorch_float32(batch, tmp_path):
     messages = [r.getMessage() for r in lines]
     assert any("onnxruntime, float32 on cpu (teacher_precision='ort': as set)" in m
                for m in messages), messages
-    assert models['ort']._onnx_teacher is not None and models['fp32']._onnx_teacher is None
+    assert (models['ort'].teacher_runtime.onnx is not None
+            and models['fp32'].teacher_runtime.onnx is None)
     assert set(records['ort']) == {'preds', 'neck0', 'neck1', 'neck2'}
     for name, ref in records['fp32'].items():
         got = records['ort'][name]
@@ -203,7 +203,9 @@ def test_onnxruntime_teacher_records_match_pytorch_float32(batch, tmp_path):
         assert ref.abs() > 1e-4, name  # far above the absolute tolerance
         torch.testing.assert_close(losses['ort'][name], ref, rtol=1e-4, atol=1e-7)
     assert not models['ort'].teacher.training  # the export leaves it in eval mode
-    assert copy.deepcopy(models['ort'])._onnx_teacher is None
+    copied = copy.deepcopy(models['ort'])
+    assert copied.teacher_runtime.onnx is None
+    assert copied.teacher_runtime.teacher is copied.teacher  # not the original's
 
 
 def test_onnxruntime_teacher_takes_output_recorders_only(batch, monkeypatch):
@@ -221,7 +223,8 @@ def test_onnxruntime_teacher_takes_output_recorders_only(batch, monkeypatch):
     data = model.data_preprocessor(copy.deepcopy(batch), True)
     with logged('ort-auto-fallback') as lines, torch.no_grad():
         model.teacher_forward(data['inputs'])
-    assert model._teacher_runtime == {'cpu': 'fp32'} and model._onnx_teacher is None
+    runtime = model.teacher_runtime
+    assert runtime.runtimes == {'cpu': 'fp32'} and runtime.onnx is None
     assert len(model.distiller.teacher_recorders.get_recorder('inputs').data_buffer) == 1
     message = ' '.join(r.getMessage() for r in lines)
     assert "teacher recorders ['inputs'] are not module outputs" in message, message
@@ -505,14 +508,72 @@ def test_mixed_batch_gradients_reach_the_student(batch):
     assert all(p.grad is None for p in model.teacher.parameters())
 
 
-def test_fp16_teacher_builds_on_cpu_and_is_refused_where_it_runs(batch):
-    """The model is built on the CPU and moved by the Runner afterwards: teacher_precision
-    fp16 (CUDA only) must not fail at build time (the width probe runs in float32, and
-    resolves no precision), only when the teacher runs on a CPU."""
+def test_precisions_that_cannot_run_are_refused_when_built(batch, monkeypatch):
+    """The Runner builds the model inside ``build_runner`` (which tools/train.py reports
+    config errors of) and then moves it to mmengine's device: a precision that cannot run
+    there is refused at build, naming the fix, not at the first training step. Where the
+    Runner would use CUDA, fp16 builds (nothing is resolved or logged for the build's
+    CPU) and is refused only if the teacher then runs on a CPU."""
+    from mmkd_yolo.models import teacher_precision, teacher_runtime
+    with pytest.raises(ConfigError, match='fp16 is for CUDA; on CPU use bf16, ort or fp32'):
+        build(KD_CWD_S2N, teacher_precision='fp16')
+    monkeypatch.setattr(teacher_precision, 'onnxruntime_available', lambda: False)
+    with pytest.raises(ConfigError, match="'ort' needs onnxruntime: pip install onnxruntime"):
+        build(KD_CWD_S2N, teacher_precision='ort')
+    monkeypatch.setattr(teacher_runtime, 'get_device', lambda: 'cuda')
+    with pytest.raises(ConfigError, match="'ort' runs the teacher on the CPU; on cuda use"):
+        build(KD_CWD_S2N, teacher_precision='ort')
     model, _ = build(KD_CWD_S2N, teacher_precision='fp16')
-    assert model._teacher_runtime == {}  # nothing resolved (or logged) for the build's CPU
+    assert model.teacher_runtime.runtimes == {}
     with pytest.raises(ConfigError, match='fp16 is for CUDA'):
         run_loss(model, batch)
+
+
+def test_fp32_teacher_runs_outside_the_training_steps_autocast(batch, tmp_path):
+    """--amp runs the train step under autocast (mmengine's AmpOptimWrapper): an fp32
+    teacher must still compute in float32. Here the step runs under CPU bfloat16
+    autocast: the teacher's records equal its plain float32 forward, the log says it
+    runs outside that autocast; a bf16 teacher is logged with its own."""
+    from mmengine.optim import OptimWrapper
+    ckpt = random_teacher_ckpt(tmp_path)
+    model, data = cwd_model_and_data(ckpt, 'fp32', batch)
+    with torch.no_grad():
+        model.teacher_forward(data['inputs'])
+    plain = {n: r.data_buffer for n, r in model.distiller.teacher_recorders.recorders.items()}
+    seen = {}
+    release = model._release_records
+
+    def keep_then_release():
+        for name, recorder in model.distiller.teacher_recorders.recorders.items():
+            seen[name] = recorder.data_buffer
+        release()
+
+    model._release_records = keep_then_release
+    optim = OptimWrapper(torch.optim.SGD(model.student.parameters(), lr=1e-4))
+    model.teacher_runtime.runtimes.clear()  # logged again, from inside the step
+    with logged('fp32-under-autocast') as lines, torch.autocast('cpu', dtype=torch.bfloat16):
+        log_vars = model.train_step(copy.deepcopy(batch), optim)
+    assert torch.isfinite(torch.as_tensor(log_vars['loss']))
+    assert set(seen) == {'preds', 'neck0', 'neck1', 'neck2'}
+    for name, ref in plain.items():
+        got = seen[name]
+        ref_flat = [t for part in ref[0] for t in part] if name == 'preds' else ref
+        got_flat = [t for part in got[0] for t in part] if name == 'preds' else got
+        for r, o in zip(ref_flat, got_flat):
+            assert o.dtype == torch.float32
+            # bfloat16 would be off by ~1e-2 of the scale; float32 repeats itself
+            scale = r.abs().max().item()
+            assert scale > 1e-3 and (o - r).abs().max().item() <= 1e-6 * scale, name
+    message = ' '.join(r.getMessage() for r in lines)
+    assert ("teacher forward in PyTorch, torch.float32 on cpu, outside the training step's "
+            "torch.bfloat16 autocast (teacher_precision='fp32': as set)") in message, message
+    model, data = cwd_model_and_data(ckpt, 'bf16', batch)
+    with logged('bf16-under-autocast') as lines, torch.autocast('cpu', dtype=torch.float16):
+        model.teacher_forward(data['inputs'])
+    assert {p.dtype for p in model.teacher.parameters()} == {torch.bfloat16}
+    message = ' '.join(r.getMessage() for r in lines)
+    assert ("PyTorch, torch.bfloat16 on cpu, its own autocast in place of the training "
+            "step's torch.float16 one") in message, message
 
 
 def test_interleaved_unlabeled_images_keep_each_box_on_its_image(batch):

@@ -53,17 +53,25 @@ def test_shell_syntax():
     assert proc.returncode == 0, proc.stderr
 
 
+def loop_and_precision_runs(stdout):
+    """The printed training commands: the loop's, and the precision runs' (the teacher
+    given by --t-weights)."""
+    train = tool_commands(stdout, 'tools/train.py')
+    return ([c for c in train if '--t-weights' not in c],
+            [c for c in train if '--t-weights' in c])
+
+
 def test_dry_run_cuda_plan():
     """The CUDA plan on any machine: install, the fast suite, plain and distilled runs
     alternating (--amp both, fp16 teacher), 640 px, batch 16, a few hundred iterations,
-    and the official YOLOv5n evaluated in fp32 and fp16."""
+    the official YOLOv5n evaluated in fp32 and fp16, and the precision runs."""
     proc = run_script('--dry-run', '--plan', 'cuda', '--coco128', '/data/coco128',
                       '--yolov5n', '/w/yolov5n.pt')
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert 'bash tools/misc/install_env.sh' in out
     assert "-m pytest tests -m 'not slow'" in out
-    train = tool_commands(out, 'tools/train.py')
+    train, precision = loop_and_precision_runs(out)
     assert len(train) == 4  # two rounds
     kinds = ['kd-out_yolov5_s-to-n' in ' '.join(c) for c in train]
     assert kinds == [False, True, False, True]
@@ -76,6 +84,7 @@ def test_dry_run_cuda_plan():
         assert opts['train_dataloader.batch_size'] == '16'
         assert 200 <= int(opts['train_cfg.max_epochs']) * 128 // 16 <= 600
         assert int(opts['train_cfg.val_interval']) > int(opts['train_cfg.max_epochs'])
+        assert int(opts['train_cfg.val_begin']) > int(opts['train_cfg.max_epochs'])
         assert opts['log_processor.window_size'] == '1'
         if distilled:
             assert cmd[cmd.index('--t-precision') + 1] == 'fp16'
@@ -86,6 +95,25 @@ def test_dry_run_cuda_plan():
     assert [c[c.index('--net-precision') + 1] for c in test] == ['fp32', 'fp16']
     for cmd in test:
         assert '/w/yolov5n.pt' in cmd and cmd[cmd.index('--img-size') + 1] == '640'
+    check_precision_runs(precision, amp=True)
+
+
+def check_precision_runs(precision, amp):
+    """auto, bf16, and the bf16 run resumed with an fp32 teacher: one epoch each, distilled
+    from the official YOLOv5n (a teacher with float32 weights in a file), --amp on CUDA."""
+    assert [c[c.index('--t-precision') + 1] for c in precision] == ['auto', 'bf16', 'fp32']
+    work_dirs = [c[c.index('--work-dir') + 1] for c in precision]
+    for cmd in precision:
+        opts = cfg_options(cmd)
+        assert ('--amp' in cmd) == amp and 'kd-out_yolov5_s-to-n' in ' '.join(cmd)
+        assert cmd[cmd.index('--t-weights') + 1] == cmd[cmd.index('--weights') + 1]
+        assert 'yolov5_n-v61' in cmd[cmd.index('--t-cfg') + 1]
+        assert int(opts['default_hooks.checkpoint.interval']) == int(
+            opts['train_cfg.max_epochs'])
+    assert [cfg_options(c)['train_cfg.max_epochs'] for c in precision] == ['1', '1', '2']
+    assert ['--resume' in c for c in precision] == [False, False, True]
+    resume = precision[2]
+    assert resume[resume.index('--resume') + 1] == osp.join(work_dirs[1], 'epoch_1.pth')
 
 
 def test_dry_run_cpu_plan_and_overrides():
@@ -95,7 +123,7 @@ def test_dry_run_cpu_plan_and_overrides():
     assert proc.returncode == 0, proc.stderr
     assert 'install_env.sh' not in proc.stdout
     assert '-m pytest tests/test_layers.py -q' in proc.stdout
-    train = tool_commands(proc.stdout, 'tools/train.py')
+    train, precision = loop_and_precision_runs(proc.stdout)
     assert len(train) == 4
     for cmd in train:
         assert '--amp' not in cmd  # mmengine's AmpOptimWrapper needs a GPU
@@ -106,6 +134,7 @@ def test_dry_run_cpu_plan_and_overrides():
     assert sum('--t-precision' in c for c in train) == 2
     test = tool_commands(proc.stdout, 'tools/test.py')
     assert [c[c.index('--net-precision') + 1] for c in test] == ['fp32', 'bf16']
+    check_precision_runs(precision, amp=False)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message of a CPU machine')
@@ -178,10 +207,35 @@ def test_table_ratio_and_failures():
     assert rows['peak CUDA MiB, plain / distilled'][0] == 'n/a'
     assert rows['teacher mAP@.5:.95, fp32 / bf16'][0] == '0.3000 / 0.2800'
     assert rows['teacher mAP@.5:.95, fp32 / bf16'][1].startswith('-2.00 points')
+    assert 'teacher precision auto' not in text  # no precision step given
     text = gpu_check.table(args, plan, 'ok', ('FAILED', 'x'), {'plain': [None],
-                           'distilled': [None]}, {'fp32': (0.3, 0.5)})
+                           'distilled': [None]}, {'fp32': (0.3, 0.5)},
+                           {'auto': ('PyTorch, torch.bfloat16', 'the line')})
     assert '| loop ratio distilled / plain | FAILED |' in text
     assert '| teacher mAP@.5:.95, fp32 / bf16 | 0.3000 / FAILED |' in text
+    assert '| teacher precision auto: the choice | PyTorch, torch.bfloat16 | the line |' in text
+    assert '| fp32 teacher, resuming the bf16 run | FAILED | not run |' in text
+
+
+def test_log_lines_the_precision_step_reads():
+    """The teacher line (with and without an enclosing --amp autocast, a reason holding
+    parentheses) and the kept-float32 line, as YOLOv5Distill logs them."""
+    gpu_check = load_driver()
+    log = ("2026/01/01 00:00:00 - mmengine - INFO - YOLOv5Distill: teacher forward in "
+           "PyTorch, torch.float16 on cuda, its own autocast in place of the training step's "
+           "torch.float16 one (teacher_precision='auto': Tesla T4 (compute capability 7.5) "
+           "has no native bfloat16 (emulated only, slower): float16, as --amp uses)\n"
+           "2026/01/01 00:00:01 - mmengine - INFO - Epoch(train) [1][1/8] loss: 1.0\n")
+    found = gpu_check.TEACHER_LINE.search(log)
+    assert found.group(1, 2, 3) == ('PyTorch, torch.float16', 'cuda', 'auto')
+    assert found.group(4).startswith('Tesla T4 (compute capability 7.5) has no native')
+    found = gpu_check.TEACHER_LINE.search(
+        "x - YOLOv5Distill: teacher forward in onnxruntime, float32 on cpu "
+        "(teacher_precision='ort': as set)")
+    assert found.group(1, 2, 3, 4) == ('onnxruntime, float32', 'cpu', 'ort', 'as set')
+    assert gpu_check.KEPT_LINE.search(
+        'x - INFO - the checkpoint holds the teacher in torch.bfloat16, as it ran: kept the '
+        'float32 values of its 62 tensors from /w/yolov5n.pt').group(1) == 'torch.bfloat16'
 
 
 @pytest.mark.slow  # subprocesses
@@ -207,7 +261,7 @@ def tiny_coco128(tmp_path):
     return osp.dirname(data), weights
 
 
-@pytest.mark.slow  # trains and evaluates in subprocesses (about 1.5 min on 2 cores)
+@pytest.mark.slow  # trains and evaluates in subprocesses (minutes on 2 cores)
 def test_end_to_end_cpu_fallback(tiny_coco128, tmp_path):
     """The whole script (install skipped) on a tiny schedule: every step passes and the
     table holds numbers. On a machine with CUDA the same call takes the CUDA plan."""
@@ -215,7 +269,7 @@ def test_end_to_end_cpu_fallback(tiny_coco128, tmp_path):
     proc = run_script('--skip-install', '--coco128', coco128, '--yolov5n', weights,
                       '--tests', "tests/test_benchmarks/test_gpu_check.py -m 'not slow'",
                       '--img-size', '160', '--batch', '4', '--epochs', '2', '--skip-iters',
-                      '1', '--workers', '0', '--out', str(tmp_path / 'out'), timeout=600)
+                      '1', '--workers', '0', '--out', str(tmp_path / 'out'), timeout=1200)
     assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-4000:])
     out = proc.stdout
     cuda = torch.cuda.is_available()
@@ -237,6 +291,17 @@ def test_end_to_end_cpu_fallback(tiny_coco128, tmp_path):
     low = 'fp16' if cuda else 'bf16'
     maps = [float(x) for x in cells[f'teacher mAP@.5:.95, fp32 / {low}'].split(' / ')]
     assert all(0 <= m <= 1 for m in maps)
+    assert cells['teacher precision auto: the choice'] in (
+        'PyTorch, torch.bfloat16', 'PyTorch, torch.float16', 'PyTorch, torch.float32',
+        'onnxruntime, float32')
+    assert cells['bf16 teacher, distilled 1 epoch'].startswith('ok')
+    assert cells['fp32 teacher, resuming the bf16 run'].startswith('ok')
+    details = {line.split(' | ')[0][2:]: line.split(' | ')[2] for line in table.splitlines()
+               if line.startswith('| ')}
+    resumed = details['fp32 teacher, resuming the bf16 run']
+    assert 'kept the float32 values of its' in resumed and weights in resumed
+    beyond = re.search(r'float32, (\d+) of \d+ values beyond bfloat16', resumed)
+    assert int(beyond.group(1)) > 1000
     report = [osp.join(d, 'report.md') for d, _, files in os.walk(tmp_path / 'out')
               if 'report.md' in files]
     assert len(report) == 1 and open(report[0]).read().strip() in out

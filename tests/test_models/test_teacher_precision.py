@@ -1,4 +1,6 @@
 """Teacher forward precision: choice by hardware, float32 records, close to float32."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -8,18 +10,68 @@ from mmkd_yolo.models import teacher_precision as tp
 CPU = torch.device('cpu')
 
 
-def test_resolve(monkeypatch):
-    assert tp.resolve_teacher_precision('fp32', CPU) is None
-    assert tp.resolve_teacher_precision('bf16', CPU) is torch.bfloat16
-    assert tp.resolve_teacher_precision('ort', CPU) is None  # float32, outside PyTorch
+def test_runtime_and_its_autocast_dtype(monkeypatch):
+    def dtype(precision):
+        return tp.AUTOCAST_DTYPES.get(tp.choose_teacher_runtime(precision, CPU)[0])
+
+    assert dtype('fp32') is None
+    assert dtype('bf16') is torch.bfloat16
+    assert dtype('ort') is None  # float32, outside PyTorch
     monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: True)
-    assert tp.resolve_teacher_precision('auto', CPU) is torch.bfloat16
+    assert dtype('auto') is torch.bfloat16
     monkeypatch.setattr(tp, 'cpu_has_native_bf16', lambda: False)
-    assert tp.resolve_teacher_precision('auto', CPU) is None  # onnxruntime's float32
+    assert dtype('auto') is None  # onnxruntime's float32
     with pytest.raises(ConfigError, match='fp16 is for CUDA'):
-        tp.resolve_teacher_precision('fp16', CPU)
+        dtype('fp16')
     with pytest.raises(ConfigError, match='--t-precision'):
-        tp.resolve_teacher_precision('int8', CPU)
+        dtype('int8')
+
+
+def fake_gpu(monkeypatch, name: str, major: int, minor: int) -> None:
+    """torch.cuda answering as on a machine with that GPU; bfloat16 tensors can be made
+    on it (emulated below compute capability 8.0, as torch >= 2.4 reports)."""
+    props = SimpleNamespace(name=name, major=major, minor=minor)
+    monkeypatch.setattr(torch.version, 'hip', None)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
+    monkeypatch.setattr(torch.cuda, 'get_device_properties', lambda device=None: props)
+    monkeypatch.setattr(torch.cuda, '_check_bf16_tensor_supported', lambda device: True)
+
+
+@pytest.mark.parametrize('name,capability,runtime,why', [
+    ('Tesla T4', (7, 5), 'fp16', 'Tesla T4 (compute capability 7.5) has no native bfloat16 '
+     '(emulated only, slower): float16, as --amp uses'),
+    ('Tesla V100-SXM2-16GB', (7, 0), 'fp16', 'Tesla V100-SXM2-16GB (compute capability 7.0) '
+     'has no native bfloat16'),
+    ('NVIDIA A100-SXM4-40GB', (8, 0), 'bf16', 'NVIDIA A100-SXM4-40GB (compute capability 8.0) '
+     'computes bfloat16 natively'),
+    ('NVIDIA H100 80GB HBM3', (9, 0), 'bf16', 'compute capability 9.0) computes bfloat16 '
+     'natively'),
+])
+def test_auto_on_cuda_takes_bfloat16_only_where_native(monkeypatch, name, capability, runtime,
+                                                       why):
+    """torch.cuda.is_bf16_supported() says yes on a T4 or V100 too (emulated): auto must
+    give them float16, and say which GPU and why."""
+    fake_gpu(monkeypatch, name, *capability)
+    assert torch.cuda.is_bf16_supported()  # the stack's answer, emulation included
+    got, reason = tp.choose_teacher_runtime('auto', torch.device('cuda'))
+    assert got == runtime and why in reason, reason
+
+
+def test_float32_teacher_autocast_turns_an_enclosing_autocast_off():
+    """--amp runs the training step under autocast: an fp32 (or ort) teacher must not run
+    in it; a bf16 / fp16 teacher runs under its own dtype whatever encloses it."""
+    conv = torch.nn.Conv2d(3, 8, 3)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        for runtime in ('fp32', 'ort'):
+            with tp.teacher_autocast(runtime, CPU):
+                assert not torch.is_autocast_enabled('cpu')
+                assert conv(x).dtype == torch.float32
+        assert torch.is_autocast_enabled('cpu')  # restored after
+    with torch.autocast('cpu', enabled=False), tp.teacher_autocast('bf16', CPU):
+        assert torch.get_autocast_dtype('cpu') == torch.bfloat16
+        assert conv(x).dtype == torch.bfloat16
 
 
 def test_auto_runtime_per_cpu_with_its_reason(monkeypatch):
