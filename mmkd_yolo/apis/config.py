@@ -7,6 +7,7 @@ from typing import List, Optional
 from mmengine.config import Config, ConfigDict
 from torch import nn
 
+from ..datasets.dataset_cfg import leaf_datasets
 from ..errors import ConfigError
 from ..models.detector_cfg import (load_detector_cfg, package_config_path,
                                    resolve_detector_cfg)
@@ -126,11 +127,10 @@ def apply_student_weights(cfg: Config, path: str) -> None:
 
 
 def inner_dataset(loader_cfg: dict) -> dict:
-    """The dataset config of a dataloader config, inside any dataset wrappers."""
-    dataset = loader_cfg['dataset']
-    while 'dataset' in dataset:  # dataset wrappers
-        dataset = dataset['dataset']
-    return dataset
+    """The dataset config of a dataloader config, inside any dataset wrappers; of a
+    ``ConcatDataset``, the first (under ``--unlabeled``: the labeled set), whose
+    pipeline and classes are taken for the whole (:func:`leaf_datasets` for all)."""
+    return leaf_datasets(loader_cfg['dataset'])[0]
 
 
 def _set_transform_sizes(transforms: list, size: int) -> None:
@@ -151,10 +151,10 @@ def set_test_img_scale(cfg: Config, size: int) -> None:
     for loader in ('val_dataloader', 'test_dataloader'):
         if not cfg.get(loader):
             continue
-        dataset = inner_dataset(cfg[loader])
-        _set_transform_sizes(dataset['pipeline'], size)
-        if dataset.get('batch_shapes_cfg'):
-            dataset['batch_shapes_cfg']['img_size'] = size
+        for dataset in leaf_datasets(cfg[loader]['dataset']):
+            _set_transform_sizes(dataset['pipeline'], size)
+            if dataset.get('batch_shapes_cfg'):
+                dataset['batch_shapes_cfg']['img_size'] = size
 
 
 def set_img_size(cfg: Config, size: int) -> None:
@@ -172,7 +172,8 @@ def set_img_size(cfg: Config, size: int) -> None:
     if old is None:
         raise ConfigError('--img-size needs a config with `img_scale` (mmyolo YOLOv5 '
                           'configs and those in configs/ have it).')
-    _set_transform_sizes(inner_dataset(cfg.train_dataloader)['pipeline'], size)
+    for dataset in leaf_datasets(cfg.train_dataloader['dataset']):
+        _set_transform_sizes(dataset['pipeline'], size)
     set_test_img_scale(cfg, size)
     factor = (size / old[0])**2
     for model in detector_cfgs(cfg):

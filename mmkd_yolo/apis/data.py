@@ -1,15 +1,18 @@
 """``--data data.yaml``: point a config at an Ultralytics dataset."""
 from __future__ import annotations
 
+import logging
 import os
 import os.path as osp
 from typing import Dict, Sequence
 
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 from ..datasets import coco_json_for, load_data_yaml
+from ..datasets.dataset_cfg import leaf_datasets
 from ..errors import DataError
-from .config import inner_dataset, detector_cfgs
+from .config import detector_cfgs
 
 
 def _set_num_classes(model_cfg: dict, nc: int) -> None:
@@ -59,8 +62,15 @@ def set_datasets(cfg: Config, data: Dict, splits: Sequence[str] = ('train', 'val
                           ('test_dataloader', 'val')):
         if not cfg.get(loader) or split not in jsons:
             continue
-        inner_dataset(cfg[loader]).update(data_root='', ann_file=jsons[split],
-                                           data_prefix=dict(img=''), metainfo=metainfo)
+        leaves = leaf_datasets(cfg[loader]['dataset'])
+        if len(leaves) > 1:
+            # pointing each at the split would repeat it; one dataset is the split
+            print_log(f'--data: {loader} held {len(leaves)} datasets (a concatenation); it '
+                      f"is now the data file's {split} split alone, with the first one's "
+                      'pipeline and settings.', 'current', logging.WARNING)
+            cfg[loader]['dataset'] = leaves[0]
+        leaves[0].update(data_root='', ann_file=jsons[split], data_prefix=dict(img=''),
+                         metainfo=metainfo)
     for key in ('val_evaluator', 'test_evaluator'):
         evaluators = cfg.get(key)
         if evaluators is None or 'val' not in jsons:
@@ -88,7 +98,7 @@ def check_data_files(cfg: Config, loaders: Sequence[str]) -> None:
         if not cfg.get(loader):
             continue
         files = []
-        for dataset in _leaf_datasets(cfg[loader]['dataset']):
+        for dataset in leaf_datasets(cfg[loader]['dataset']):
             ann_file, root = dataset.get('ann_file') or '', dataset.get('data_root') or ''
             files.append((f'{loader}.dataset', osp.join(root, ann_file) if ann_file else ''))
         evaluator = cfg.get(evaluators.get(loader, ''))
@@ -103,11 +113,3 @@ def check_data_files(cfg: Config, loaders: Sequence[str]) -> None:
                     f'layout), or point the config at a COCO-format set with --cfg-options '
                     f'{loader}.dataset.data_root=DIR/ ({where}.ann_file=... for the file).')
 
-
-def _leaf_datasets(dataset: dict) -> list:
-    """The datasets inside wrappers (``dataset``) and concatenations (``datasets``)."""
-    if 'datasets' in dataset:
-        return [leaf for d in dataset['datasets'] for leaf in _leaf_datasets(d)]
-    if 'dataset' in dataset:
-        return _leaf_datasets(dataset['dataset'])
-    return [dataset]

@@ -8,7 +8,8 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from .config import type_name
+from ..datasets import split_batch
+from .schedule import schedule_summary
 
 
 def _shape(data: Any) -> str:
@@ -64,21 +65,8 @@ def _unlabeled_in_batch(cfg: Config, batch_size: int) -> int:
     sampler = (cfg.get('train_dataloader') or {}).get('sampler') or {}
     if not sampler.get('type', '').endswith('LabeledEpochSampler') or batch_size < 2:
         return 0
-    ratio = sampler['source_ratio']
-    return min(batch_size - 1, max(1, int(batch_size * ratio[1] / sum(ratio))))
-
-
-def distill_schedule(cfg: Config) -> str:
-    """Which epochs of ``cfg``'s training distil, as the training log will say it."""
-    from ..engine import StopDistillLastEpochsHook
-    max_epochs = cfg.get('train_cfg', {}).get('max_epochs')
-    if max_epochs is None:
-        return 'distillation schedule: not epoch-based (no train_cfg.max_epochs)'
-    for hook in cfg.get('custom_hooks', []):
-        if type_name(hook) == 'StopDistillLastEpochsHook':
-            args = {k: v for k, v in hook.items() if k not in ('type', 'priority')}
-            return StopDistillLastEpochsHook(**args).schedule(max_epochs)[1]
-    return f'distilling epochs 1-{max_epochs} of {max_epochs} (no StopDistillLastEpochsHook)'
+    unlabeled = split_batch(batch_size, sampler['source_ratio'], at_least_one=False)[1]
+    return min(batch_size - 1, max(1, unlabeled))
 
 
 def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
@@ -116,7 +104,7 @@ def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
     x = data['inputs']
     lines = [f'config built in {built:.1f}s; one batch of {batch_size} generated '
              f'{img_size}x{img_size} images, loss forward + backward in '
-             f'{time.time() - start - built:.1f}s', distill_schedule(cfg)]
+             f'{time.time() - start - built:.1f}s', f'schedule: {schedule_summary(cfg)}']
     if num_unlabeled:
         lines.append(f'unlabeled images: {num_unlabeled} of the {batch_size} (no boxes; the '
                      'detection loss on the others, distillation on all)')

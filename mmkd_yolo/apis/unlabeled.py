@@ -10,16 +10,18 @@ from typing import List, Sequence
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from ..datasets import count_overlap, unlabeled_coco_json
+from ..datasets import count_overlap, split_batch, unlabeled_coco_json
+from ..datasets.dataset_cfg import leaf_datasets
 from ..errors import ConfigError
 from .config import inner_dataset, is_distill_cfg, type_name
 
 #: Share of unlabeled images in a batch (``--unlabeled-ratio``). Measured on coco128 with a
 #: quarter of the labels, 30 epochs (``benchmarks/kd_gain.py real-unlabeled``, variants
 #: ``kd-out+unlabeled-r0.25`` / ``kd-out+unlabeled`` / ``-r0.75``): 0.212 / 0.231 / 0.264
-#: mAP, but an epoch being the labeled set once, a larger share is a longer epoch (1.33x /
-#: 2x / 4x a labeled-only one's iterations), and at equal iterations 0.75 and 0.5 are within
-#: a point (README, the unlabeled study). Half: an epoch twice a labeled one's length.
+#: mAP. An epoch is the labeled set once: with 16 labeled images, 0.25 and 0.5 both take 2
+#: iterations an epoch (ceil(16/12), ceil(16/8)), so 0.5 over 0.25 is a gain at equal
+#: compute; 0.75 takes 4 (twice as long), and at equal iterations 0.75 and 0.5 are within a
+#: point (docs/en/benchmarks/unlabeled.md). Half: the best of the shares at equal iterations.
 DEFAULT_UNLABELED_RATIO = 0.5
 
 
@@ -29,10 +31,12 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
 
     The training set becomes mmengine's ``ConcatDataset`` of the config's own (labeled)
     dataset and a :class:`~mmkd_yolo.datasets.YOLOv5UnlabeledDataset` of the images
-    (same pipeline; Mosaic and MixUp mix within each set), drawn by mmdet's
+    (the labeled set's pipeline and classes, those of its first dataset if it is a
+    concatenation; Mosaic and MixUp mix within each set), drawn by mmdet's
     multi-source sampler with epochs of the labeled set
     (:class:`~mmkd_yolo.datasets.LabeledEpochSampler`): each batch holds
-    ``int(ratio * batch_size)`` unlabeled images, the rest labeled. The batch's mask of
+    ``int(ratio * batch_size)`` unlabeled images, the rest labeled
+    (:func:`~mmkd_yolo.datasets.split_batch`). The batch's mask of
     unlabeled images reaches :class:`~mmkd_yolo.algorithms.YOLOv5Distill`, which computes
     the student's detection loss on the labeled images and the distillation losses on all.
 
@@ -55,12 +59,8 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
                           'each batch taken by unlabeled images.')
     loader = cfg.train_dataloader
     batch_size = loader.batch_size
-    n_unlabeled = int(batch_size * ratio)  # mmdet's MultiSourceSampler's arithmetic
-    if not 0 < n_unlabeled < batch_size:
-        raise ConfigError(
-            f'--unlabeled-ratio {ratio} gives {n_unlabeled} unlabeled images in a batch of '
-            f'{batch_size}: each batch needs both kinds (a ratio of at least '
-            f'{1 / batch_size:.3g} and below {1 - 1 / batch_size:.3g} for this batch size).')
+    source_ratio = [1 - ratio, ratio]
+    n_labeled, n_unlabeled = split_batch(batch_size, source_ratio)
     collate = dict(loader.get('collate_fn') or {})
     preprocessor = cfg.model.get('data_preprocessor') or \
         cfg.model.architecture.get('data_preprocessor') or {}
@@ -87,7 +87,7 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
             unlabeled[key] = copy.deepcopy(labeled[key])
     loader.dataset = dict(type='ConcatDataset', datasets=[loader.dataset, unlabeled])
     loader.sampler = dict(type='mmkd_yolo.LabeledEpochSampler', batch_size=batch_size,
-                          source_ratio=[1 - ratio, ratio],
+                          source_ratio=source_ratio,
                           shuffle=(loader.get('sampler') or {}).get('shuffle', True))
     loader.batch_sampler = None
     collate['type'] = 'mmkd_yolo.yolov5_unlabeled_collate'
@@ -97,7 +97,7 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
                                        _scope_='mmkd_yolo')
     _distil_to_the_end(cfg)
     print_log(f'--unlabeled: {len(images)} images from {list(sources)}; each batch of '
-              f'{batch_size}: {batch_size - n_unlabeled} labeled (detection and '
+              f'{batch_size}: {n_labeled} labeled (detection and '
               f'distillation losses) + {n_unlabeled} unlabeled (distillation loss only); an '
               'epoch is the labeled set once', 'current')
     overlap = count_overlap(images, _val_images(cfg))
@@ -109,25 +109,27 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
 
 
 def _val_images(cfg: Config) -> List[str]:
-    """The val set's image files, as its COCO json names them (empty if it has none).
+    """The val set's image files, as its COCO json files name them (empty if it has none).
 
     Args:
         cfg (Config): The training config.
 
     Returns:
-        list[str]: Image paths.
+        list[str]: Image paths, of every dataset of a concatenated val set.
     """
     if not cfg.get('val_dataloader'):
         return []
-    dataset = inner_dataset(cfg.val_dataloader)
-    root = dataset.get('data_root') or ''
-    path = osp.join(root, dataset.get('ann_file') or '')
-    if not osp.isfile(path):
-        return []
-    with open(path) as f:
-        coco = json.load(f)
-    prefix = osp.join(root, (dataset.get('data_prefix') or {}).get('img') or '')
-    return [osp.join(prefix, img['file_name']) for img in coco.get('images', [])]
+    images = []
+    for dataset in leaf_datasets(cfg.val_dataloader['dataset']):
+        root = dataset.get('data_root') or ''
+        path = osp.join(root, dataset.get('ann_file') or '')
+        if not osp.isfile(path):
+            continue
+        with open(path) as f:
+            coco = json.load(f)
+        prefix = osp.join(root, (dataset.get('data_prefix') or {}).get('img') or '')
+        images += [osp.join(prefix, img['file_name']) for img in coco.get('images', [])]
+    return images
 
 
 def _distil_to_the_end(cfg: Config) -> None:
@@ -137,7 +139,7 @@ def _distil_to_the_end(cfg: Config) -> None:
     forward pass) and each batch trains on its labeled share alone: with half of each
     batch unlabeled, the last epochs would run on half batches. Measured with a quarter
     of the labels (``benchmarks/kd_gain.py demo-unlabeled`` / ``real-unlabeled``,
-    ``kd-out+unlabeled`` with and without the stop, README's unlabeled study): distilling
+    ``kd-out+unlabeled`` with and without the stop, docs/en/benchmarks/unlabeled.md): distilling
     to the end +9.0 points on the demo task (3/3), +0.2 on coco128 (within noise).
     """
     for hook in cfg.get('custom_hooks') or []:

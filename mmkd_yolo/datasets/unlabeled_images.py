@@ -9,18 +9,18 @@ and is cached by content like :func:`~mmkd_yolo.datasets.coco_json_for`'s.
 from __future__ import annotations
 
 import glob
-import logging
 import hashlib
 import json
+import logging
 import os
 import os.path as osp
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 
 from ..errors import DataError
-from ..fileio import AtomicLocalBackend
-from ..fileio import cache_dir as default_cache_dir
+from .json_cache import cached_json, fingerprint, map_files
 from .yolo_data import IMG_EXTS, image_size, list_images
 
 _CACHE_VERSION = 1
@@ -60,21 +60,19 @@ def list_unlabeled_images(sources: Sequence[str]) -> List[str]:
     return sorted(images)
 
 
-def _fingerprint(names: Sequence[str], images: List[str]) -> str:
-    h = hashlib.sha1(json.dumps([_CACHE_VERSION, 'unlabeled', list(names)]).encode())
-    for path in images:
-        h.update(os.fsencode(path))
-        try:
-            st = os.stat(path)
-        except (OSError, ValueError):
-            raise DataError(f'{path!r} is listed as an unlabeled image but cannot be read: '
-                            'fix the image list or restore the file.') from None
-        h.update(f'|{st.st_size}|{st.st_mtime_ns}|'.encode())
-    return h.hexdigest()[:16]
+def _size_or_reason(path: str):
+    """``(width, height)`` of an image, or why it cannot be read."""
+    try:
+        return image_size(path)
+    except DataError as e:
+        return str(e)
 
 
 def unlabeled_coco(images: List[str], names: Sequence[str]) -> Dict:
     """COCO dict of ``images`` (no annotations); unreadable images are left out, named.
+
+    Headers are read by a few threads, with a progress line for many images
+    (:func:`~mmkd_yolo.datasets.json_cache.map_files`).
 
     Args:
         images (list[str]): Image paths.
@@ -89,14 +87,13 @@ def unlabeled_coco(images: List[str], names: Sequence[str]) -> Dict:
     coco = dict(images=[], annotations=[],
                 categories=[dict(id=i + 1, name=n) for i, n in enumerate(names)])
     skipped: List[Tuple[str, str]] = []
-    for path in images:
-        try:
-            width, height = image_size(path)
-        except DataError as e:
-            skipped.append((path, str(e)))
+    sizes = map_files(_size_or_reason, images, 'reading the sizes of the unlabeled images')
+    for path, size in zip(images, sizes):
+        if isinstance(size, str):
+            skipped.append((path, size))
             continue
-        coco['images'].append(dict(id=len(coco['images']), file_name=path, width=width,
-                                   height=height))
+        coco['images'].append(dict(id=len(coco['images']), file_name=path, width=size[0],
+                                   height=size[1]))
     if not coco['images']:
         raise DataError(f'none of the {len(images)} unlabeled images can be read as an '
                         f'image; the first: {skipped[0][1]}')
@@ -109,7 +106,9 @@ def unlabeled_coco_json(sources: Sequence[str], names: Sequence[str],
     """Path of the (cached) COCO json of the unlabeled images, and the images in it.
 
     Images that cannot be read are left out with a warning that names them (their
-    number and the first five), so nothing is dropped unsaid.
+    number and the first five), so nothing is dropped unsaid. Made by one process at a
+    time: the others wait and read its file
+    (:func:`~mmkd_yolo.datasets.json_cache.cached_json`).
 
     Args:
         sources (Sequence[str]): See :func:`list_unlabeled_images`.
@@ -120,15 +119,13 @@ def unlabeled_coco_json(sources: Sequence[str], names: Sequence[str],
         tuple[str, list[str]]: The json's path and the images it lists.
     """
     images = list_unlabeled_images(sources)
-    name = f'unlabeled-{_fingerprint(names, images)}.json'
-    out = (osp.join(cache_dir, 'datasets', name) if cache_dir else
-           default_cache_dir('datasets', name))
-    if osp.isfile(out):
+    key = fingerprint([_CACHE_VERSION, 'unlabeled', list(names)], images,
+                      'an unlabeled image')
+    out, coco = cached_json(f'unlabeled-{key}.json', partial(unlabeled_coco, images, names),
+                            cache_dir)
+    if coco is None:
         with open(out) as f:
             coco = json.load(f)
-    else:
-        coco = unlabeled_coco(images, names)
-        AtomicLocalBackend().put(json.dumps(coco).encode(), out)
     skipped = coco['info']['skipped']
     if skipped:
         first = ', '.join(osp.basename(p) for p in skipped[:5])
@@ -143,9 +140,19 @@ def _content_key(path: str) -> Tuple[int, str]:
         return os.path.getsize(path), hashlib.sha1(f.read(1 << 16)).hexdigest()
 
 
+def _stat(path: str) -> Optional[os.stat_result]:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
 def count_overlap(unlabeled: Sequence[str], val: Sequence[str]) -> int:
-    """How many unlabeled images are also val images: the same file, or a copy (same size
-    and first 64 KiB). Distilling on val images inflates the val mAP.
+    """How many unlabeled images are also val images: the same file (by any path or link),
+    or a copy (same size and first 64 KiB). Distilling on val images inflates the val mAP.
+
+    One ``stat`` per unlabeled image, by a few threads (``realpath`` and a size look-up
+    took 43 s for 500,000 images on a loaded 2-core machine; ``benchmarks/data_scale.py``).
 
     Args:
         unlabeled (Sequence[str]): Unlabeled image paths.
@@ -154,32 +161,30 @@ def count_overlap(unlabeled: Sequence[str], val: Sequence[str]) -> int:
     Returns:
         int: The number of unlabeled images found in the val set.
     """
-    val_real = {osp.realpath(p) for p in val}
-    sizes: Dict[int, List[str]] = {}
-    for p in val:
-        try:
-            sizes.setdefault(os.path.getsize(p), []).append(p)
-        except OSError:
-            continue
+    val_files, sizes = set(), {}
+    for path in val:
+        st = _stat(path)
+        if st is not None:
+            val_files.add((st.st_dev, st.st_ino))
+            sizes.setdefault(st.st_size, []).append(path)
     val_keys, hashed = set(), set()
     count = 0
-    for p in unlabeled:
-        if osp.realpath(p) in val_real:
+    stats = map_files(_stat, unlabeled, 'looking for val images among the unlabeled images')
+    for path, st in zip(unlabeled, stats):
+        if st is None or st.st_size not in sizes:
+            continue
+        if (st.st_dev, st.st_ino) in val_files:
             count += 1
             continue
+        if st.st_size not in hashed:  # the val images of this size, hashed once
+            hashed.add(st.st_size)
+            for q in sizes[st.st_size]:
+                try:
+                    val_keys.add(_content_key(q))
+                except OSError:  # an unreadable val image: the others still count
+                    continue
         try:
-            size = os.path.getsize(p)
-            if size not in sizes:
-                continue
-            if size not in hashed:  # the val images of this size, hashed once
-                hashed.add(size)
-                for q in sizes[size]:
-                    try:
-                        val_keys.add(_content_key(q))
-                    except OSError:  # an unreadable val image: the others still count
-                        continue
-            if _content_key(p) in val_keys:
-                count += 1
+            count += _content_key(path) in val_keys
         except OSError:
             continue
     return count

@@ -27,12 +27,11 @@ Real-data rules:
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import math
 import os
 import os.path as osp
 import reprlib
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
@@ -40,8 +39,7 @@ from mmengine.logging import MMLogger, print_log
 from PIL import Image
 
 from ..errors import DataError
-from ..fileio import AtomicLocalBackend
-from ..fileio import cache_dir as default_cache_dir
+from .json_cache import cached_json, fingerprint, map_files
 
 IMG_EXTS = ('.bmp', '.dng', '.jpeg', '.jpg', '.mpo', '.png', '.tif', '.tiff', '.webp')
 _EPS = 1e-6
@@ -343,12 +341,21 @@ def _orphan_labels(images: List[str], sources: Sequence[str]) -> List[str]:
     return sorted(orphans)
 
 
+def _read_image_and_labels(path: str, nc: int) -> Tuple[int, int, Optional[List[Dict]]]:
+    """An image's decoded size and its boxes (None: no label file, a background image)."""
+    width, height = image_size(path)
+    lbl = label_path(path)
+    return width, height, (_parse_labels(lbl, nc, width, height) if osp.isfile(lbl) else None)
+
+
 def yolo_split_to_coco(sources: Sequence[str], names: Sequence[str],
                        logger: Optional[MMLogger] = None,
                        images: Optional[List[str]] = None) -> Dict:
     """COCO dict for one split (images with absolute ``file_name``s, category ids 1..nc).
 
     ``images`` is :func:`list_images` of ``sources`` when the caller has it already.
+    Images and label files are read by a few threads, with a progress line for a large
+    split (:func:`~mmkd_yolo.datasets.json_cache.map_files`).
     """
     images = list_images(sources) if images is None else images
     if not images:
@@ -356,14 +363,14 @@ def yolo_split_to_coco(sources: Sequence[str], names: Sequence[str],
     coco = dict(images=[], annotations=[],
                 categories=[dict(id=i + 1, name=n) for i, n in enumerate(names)])
     background = 0
-    for img_id, path in enumerate(images):
-        width, height = image_size(path)
+    read = map_files(partial(_read_image_and_labels, nc=len(names)), images,
+                     f'converting the YOLO labels of {list(sources)} to COCO json')
+    for img_id, (path, (width, height, anns)) in enumerate(zip(images, read)):
         coco['images'].append(dict(id=img_id, file_name=path, width=width, height=height))
-        lbl = label_path(path)
-        if not osp.isfile(lbl):
+        if anns is None:
             background += 1
             continue
-        for ann in _parse_labels(lbl, len(names), width, height):
+        for ann in anns:
             ann.update(id=len(coco['annotations']) + 1, image_id=img_id)
             coco['annotations'].append(ann)
     orphans = _orphan_labels(images, sources)
@@ -378,40 +385,24 @@ def yolo_split_to_coco(sources: Sequence[str], names: Sequence[str],
     return coco
 
 
-def _fingerprint(sources: Sequence[str], names: Sequence[str], images: List[str]) -> str:
-    h = hashlib.sha1(json.dumps([_CACHE_VERSION, list(sources), list(names)]).encode())
-    for path in images:
-        h.update(os.fsencode(path))  # a file name need not be valid UTF-8
-        # The json holds each image's size: an image replaced under the same name (e.g.
-        # by a rotated one) must rebuild it. Size and mtime are a cheap stand-in for the
-        # contents, as for make.
-        try:
-            st = os.stat(path)
-        except (OSError, ValueError):  # ValueError: a NUL in a line of an image list
-            raise DataError(f'{path!r} is listed as an image but cannot be read: fix the '
-                            'image list or restore the file.') from None
-        h.update(f'|{st.st_size}|{st.st_mtime_ns}|'.encode())
-        lbl = label_path(path)
-        if osp.isfile(lbl):
-            try:
-                with open(lbl, 'rb') as f:
-                    h.update(f.read())
-            except OSError as e:
-                raise DataError(f'label file {lbl!r} cannot be read ({e}).') from None
-    return h.hexdigest()[:16]
-
-
 def coco_json_for(sources: Sequence[str], names: Sequence[str],
                   cache_dir: Optional[str] = None) -> str:
     """Path of the (cached) COCO json of a split; converted when a label or image changed.
 
-    ``cache_dir`` defaults to the project's cache folder.
+    Converted by one process at a time: the others wait and read its file
+    (:func:`~mmkd_yolo.datasets.json_cache.cached_json`).
+
+    Args:
+        sources (Sequence[str]): Folders and/or ``.txt`` image lists of the split.
+        names (Sequence[str]): Class names.
+        cache_dir (str, optional): Defaults to the project's cache folder.
+
+    Returns:
+        str: The json's path.
     """
     images = list_images(sources)
-    name = f'coco-{_fingerprint(sources, names, images)}.json'
-    out = (osp.join(cache_dir, 'datasets', name) if cache_dir else
-           default_cache_dir('datasets', name))
-    if not osp.isfile(out):
-        coco = yolo_split_to_coco(sources, names, images=images)
-        AtomicLocalBackend().put(json.dumps(coco).encode(), out)
-    return out
+    key = fingerprint([_CACHE_VERSION, list(sources), list(names)], images, 'an image',
+                      label_path)
+    return cached_json(f'coco-{key}.json',
+                       partial(yolo_split_to_coco, sources, names, images=images),
+                       cache_dir)[0]

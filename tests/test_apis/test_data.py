@@ -65,3 +65,26 @@ def test_missing_annotation_file_is_named_before_the_run(tmp_path, monkeypatch):
                        r"'data/shapes/annotations/nothing.json'"):
         check_data_files(cfg, ('train_dataloader', 'val_dataloader'))
     check_data_files(cfg, ('train_dataloader', 'test_dataloader'))  # val not used: fine
+
+
+def test_a_concatenated_training_set_becomes_the_data_files_split(tmp_path, monkeypatch):
+    """--data on a config that concatenates datasets (as mmyolo's VOC configs do): the
+    training set is the data file's split once, with the first dataset's pipeline, and
+    the log says so (was: the split's json set on the ConcatDataset itself)."""
+    from mmkd_yolo.datasets.dataset_cfg import leaf_datasets
+
+    from ..helpers.logs import logged
+    monkeypatch.setenv('MMKD_CACHE', str(tmp_path / 'cache'))
+    data = make_yolo_tree(tmp_path, {'a': '0 0.5 0.5 0.5 0.5\n'})
+    cfg = load_config(KD_OUT_S2N)
+    first = cfg.train_dataloader.dataset
+    second = dict(first, pipeline=[])
+    cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=2, dataset=dict(
+        type='ConcatDataset', datasets=[first, second]))
+    with logged('data_concat_test') as records:
+        apply_data_yaml(cfg, data)
+    dataset = cfg.train_dataloader.dataset
+    assert leaf_datasets(dataset) == [dataset]
+    assert osp.isfile(dataset.ann_file) and dataset.pipeline == first.pipeline
+    assert dataset.metainfo.classes == ('cat', 'dog')
+    assert any('train_dataloader held 2 datasets' in r.getMessage() for r in records)

@@ -1,5 +1,9 @@
 """--unlabeled: the training data of a distillation config with images without labels."""
 import copy
+import logging
+import os.path as osp
+import re
+import shutil
 
 import cv2
 import numpy as np
@@ -9,7 +13,7 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.runner import Runner, set_random_seed
 
 from mmkd_yolo.apis import prepare_train_cfg
-from mmkd_yolo.apis.unlabeled import apply_unlabeled
+from mmkd_yolo.apis.unlabeled import _val_images, apply_unlabeled
 from mmkd_yolo.errors import ConfigError
 
 from ..conftest import KD_OUT_S2N, STUDENT_N
@@ -43,7 +47,7 @@ def test_plain_config_bad_ratio_and_other_data_paths_refused(tmp_path, shapes_di
     with pytest.raises(ConfigError, match='no unlabeled images are used'):
         prepare_train_cfg(KD_OUT_S2N, unlabeled_ratio=0.5)
     # a batch of 16 at 0.05 would hold no unlabeled image (mmdet's sampler would spin)
-    with pytest.raises(ConfigError, match='gives 0 unlabeled images in a batch of 16'):
+    with pytest.raises(ConfigError, match=r'a batch of 16 .* draws \[16, 0\] images'):
         prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder], unlabeled_ratio=0.05)
     cfg = prepare_train_cfg(KD_OUT_S2N, cfg_options=shapes_options(shapes_dir))
     cfg.train_dataloader.collate_fn = dict(type='pseudo_collate')
@@ -146,3 +150,60 @@ def test_missing_labeled_annotations_named_with_unlabeled_images(tmp_path, shape
     cfg.train_dataloader.dataset.datasets[0].ann_file = 'annotations/missing.json'
     with pytest.raises(DataError, match='missing.json'):
         check_data_files(cfg, ('train_dataloader', 'val_dataloader'))
+
+
+@pytest.mark.parametrize('batch', [3, 7, 16])
+def test_a_ratio_too_small_names_the_smallest_that_works(tmp_path, shapes_dir, batch):
+    """The range in the message is one that works (for a batch of 3 it said 0.333, which
+    gives int(3 * 0.333) = 0 unlabeled images again)."""
+    folder = black_images(tmp_path / 'u', 2)
+    cfg = prepare_train_cfg(KD_OUT_S2N, cfg_options=shapes_options(shapes_dir, batch=batch))
+    with pytest.raises(ConfigError, match=rf'a batch of {batch} split by source_ratio .* '
+                       rf'draws \[{batch}, 0\] images') as e:
+        apply_unlabeled(copy.deepcopy(cfg), [folder], 0.9 / batch)
+    lowest = float(re.search(r'--unlabeled-ratio of at least ([\d.]+)', str(e.value))[1])
+    assert lowest == pytest.approx(1 / batch, abs=1e-3)
+    fitted = copy.deepcopy(cfg)
+    apply_unlabeled(fitted, [folder], lowest)
+    assert fitted.train_dataloader.sampler.source_ratio == [1 - lowest, lowest]
+    with pytest.raises(ConfigError, match='draws'):
+        apply_unlabeled(copy.deepcopy(cfg), [folder], lowest - 0.001)
+
+
+def test_a_concatenated_labeled_set_lends_its_pipeline(tmp_path, shapes_dir):
+    """A config whose training set is a ConcatDataset: the unlabeled images get the
+    labeled set's pipeline (was: none, so the first batch failed) and its classes."""
+    folder = black_images(tmp_path / 'u', 4)
+    cfg = prepare_train_cfg(KD_OUT_S2N, cfg_options=shapes_options(shapes_dir))
+    labeled = copy.deepcopy(cfg.train_dataloader.dataset)
+    cfg.train_dataloader.dataset = dict(type='ConcatDataset',
+                                        datasets=[labeled, copy.deepcopy(labeled)])
+    apply_unlabeled(cfg, [folder])
+    unlabeled = cfg.train_dataloader.dataset.datasets[1]
+    assert len(labeled.pipeline) > 3 and unlabeled.pipeline == labeled.pipeline
+    assert unlabeled.metainfo == labeled.metainfo
+    set_random_seed(0)
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    assert len(loader) == 4  # 2 x 8 labeled images, 4 a batch
+    batch = next(iter(loader))
+    assert batch['data_samples']['unlabeled'].tolist() == [False] * 4 + [True] * 4
+    assert batch['inputs'].shape[0] == 8
+
+
+def test_val_overlap_warning_sees_a_concatenated_val_set(tmp_path, shapes_dir):
+    """Unlabeled copies of val images are found when the val set is a ConcatDataset too
+    (was: no val images seen, no warning)."""
+    cfg = prepare_train_cfg(KD_OUT_S2N, cfg_options=shapes_options(shapes_dir))
+    val_images = _val_images(cfg)
+    assert len(val_images) == 4
+    folder = tmp_path / 'u'
+    black_images(folder, 3)
+    for k, path in enumerate(val_images[:2]):
+        shutil.copy(path, folder / f'frame{k}{osp.splitext(path)[1]}')
+    val = copy.deepcopy(cfg.val_dataloader.dataset)
+    cfg.val_dataloader.dataset = dict(type='ConcatDataset', datasets=[val])
+    with logged('unlabeled_overlap_test') as records:
+        apply_unlabeled(cfg, [str(folder)])
+    assert any(r.levelno == logging.WARNING and
+               '2 of the 5 unlabeled images are also val images' in r.getMessage()
+               for r in records), [r.getMessage() for r in records]

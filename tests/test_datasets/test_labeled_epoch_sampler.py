@@ -1,4 +1,5 @@
 """LabeledEpochSampler: fixed batch composition, epochs of the labeled set."""
+import collections
 import itertools
 
 import pytest
@@ -6,6 +7,8 @@ from mmengine.dataset import ConcatDataset
 
 from mmkd_yolo.datasets import LabeledEpochSampler
 from mmkd_yolo.errors import ConfigError
+
+from ..helpers.logs import logged
 
 
 class Sized:
@@ -39,7 +42,7 @@ def concat(*sizes):
 def test_batches_mix_sources_and_epochs_follow_the_labeled_set(labeled, unlabeled, batch,
                                                                ratio, n_lab):
     sampler = LabeledEpochSampler(concat(labeled, unlabeled), batch, ratio, seed=0)
-    epochs = [list(sampler) for _ in range(3)]
+    epochs = epochs_with_hook(sampler, 3)
     n_batches = -(-labeled // n_lab)
     assert len(sampler) == n_batches * batch
     for indexes in epochs:
@@ -49,18 +52,72 @@ def test_batches_mix_sources_and_epochs_follow_the_labeled_set(labeled, unlabele
             assert sum(i < labeled for i in b) == n_lab  # labeled first, then unlabeled
             assert all(i < labeled for i in b[:n_lab]) and all(i >= labeled
                                                                 for i in b[n_lab:])
-    # the labeled stream is a sequence of permutations cut into epochs: the first epoch
-    # sees every labeled image, and so does every later block of `labeled` draws
-    drawn = [i for indexes in epochs for i in indexes if i < labeled]
-    assert set(drawn[:labeled]) == set(range(labeled))
-    assert len([i for i in epochs[0] if i < labeled]) - labeled < n_lab
-    for start in range(0, len(drawn) - labeled + 1, labeled):
-        assert sorted(drawn[start:start + labeled]) == list(range(labeled))
+        # every labeled image once; the last batch topped up from the next pass
+        drawn = [i for i in indexes if i < labeled]
+        assert sorted(drawn[:labeled]) == list(range(labeled))
+        assert len(drawn) - labeled < n_lab
+    assert epochs[0] != epochs[1]
     # the unlabeled stream goes on across epochs rather than restarting
     first = [i for i in epochs[0] if i >= labeled]
     second = [i for i in epochs[1] if i >= labeled]
     if len(first) < unlabeled:
         assert set(first).isdisjoint(second[:unlabeled - len(first)])
+
+
+def epochs_of_ranks(labeled, world_size, batch, ratio, epochs, monkeypatch, unlabeled=40):
+    """Each rank's sampler of the same launch (seed), and what it draws in each epoch."""
+    import mmdet.datasets.samplers.multi_source_sampler as mss
+    ranks = []
+    for rank in range(world_size):
+        monkeypatch.setattr(mss, 'get_dist_info', lambda rank=rank: (rank, world_size))
+        sampler = LabeledEpochSampler(concat(labeled, unlabeled), batch, ratio, seed=7)
+        ranks.append((sampler, epochs_with_hook(sampler, epochs)))
+    return ranks
+
+
+@pytest.mark.parametrize('labeled,world_size,batch,n_lab', [
+    (21, 8, 4, 2),      # 21 on 8 ranks x 2 a batch: 2 batches, 11 top-ups
+    (1003, 8, 16, 8),   # a COCO-like config on 8 GPUs, 1003 images: 16 batches, 21 top-ups
+    (97, 3, 8, 4),
+    (5, 8, 8, 4),       # a tiny set: one batch of 32 labeled draws, several passes
+    (64, 8, 16, 8),     # aligned: no top-up
+])
+def test_an_epoch_draws_every_labeled_image_once_across_ranks(labeled, world_size, batch,
+                                                              n_lab, monkeypatch):
+    """The union over the ranks of one epoch's labeled draws is the labeled set, each image
+    once, plus the top-up of the last batches from the next pass; in every epoch."""
+    ratio = [n_lab, batch - n_lab]
+    ranks = epochs_of_ranks(labeled, world_size, batch, ratio, 4, monkeypatch)
+    n_batches = -(-labeled // (world_size * n_lab))
+    drawn_per_epoch = world_size * n_batches * n_lab
+    for epoch in range(4):
+        per_rank = []
+        for sampler, epochs in ranks:
+            assert len(sampler) == n_batches * batch  # the same on every rank
+            indexes = epochs[epoch]
+            batches = [indexes[i:i + batch] for i in range(0, len(indexes), batch)]
+            per_rank.append([[i for i in b if i < labeled] for b in batches])
+        drawn = [i for rank in per_rank for b in rank for i in b]
+        assert len(drawn) == drawn_per_epoch
+        assert set(drawn) == set(range(labeled))
+        if drawn_per_epoch <= 2 * labeled:
+            # the top-up images are drawn twice, the others once
+            counts = collections.Counter(drawn)
+            assert sum(c == 2 for c in counts.values()) == drawn_per_epoch - labeled
+            assert max(counts.values()) <= 2
+            # before the last batches no image comes twice
+            early = [i for rank in per_rank for b in rank[:-1] for i in b]
+            assert len(early) == len(set(early))
+
+
+def test_the_log_says_an_epoch_and_its_top_up(monkeypatch):
+    import mmdet.datasets.samplers.multi_source_sampler as mss
+    monkeypatch.setattr(mss, 'get_dist_info', lambda: (3, 8))
+    with logged('sampler_test') as records:
+        LabeledEpochSampler(concat(1003, 40), 16, [0.5, 0.5], seed=0)
+    text = '\n'.join(r.getMessage() for r in records)
+    assert 'an epoch is 16 iterations (every labeled image once over 8 ranks' in text
+    assert 'topped up with 21 labeled images of the next pass' in text
 
 
 @pytest.mark.parametrize('batch,ratio,sizes', [
