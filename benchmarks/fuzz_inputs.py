@@ -14,7 +14,10 @@ runs with a small N) build ``--n`` inputs, split evenly over the families:
   layouts, naming ``os.system``, declaring huge sizes, of non-dict or tensor-less
   content, Ultralytics-like pickles with broken model trees;
 * ``onnx``: ``onnx_test_cfg`` and ``load_onnx_detector`` on a tiny graph with generated
-  metadata, or its bytes cut and garbled.
+  metadata, or its bytes cut and garbled;
+* ``protocol``: ``onnx_test_cfg`` and the test's evaluator on the tiny graph whose stored
+  test protocol asks for output files (``format_only``, ``outfile_prefix``), storage
+  backends, imports, or numbers out of range (a file the protocol wrote is a crash).
 
 Each input is read in this process under a time limit (``--timeout``) and counted as
 accepted, refused (one of the package's named errors), a crash (any other exception, code

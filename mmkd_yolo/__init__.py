@@ -8,7 +8,8 @@ from . import compat
 
 compat.apply()
 
-from . import algorithms, datasets, deploy, engine, fileio, losses, models  # noqa: E402,F401
+from . import (algorithms, datasets, deploy, engine, evaluation, fileio, losses,  # noqa: E402,F401
+               models)
 from .version import __version__  # noqa: E402
 
 __all__ = ['__version__']

@@ -13,6 +13,7 @@ from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
@@ -28,7 +29,10 @@ MODELS = Registry(
     build_func=build_razor_model_from_cfg,
     locations=['mmkd_yolo.algorithms', 'mmkd_yolo.losses', 'mmkd_yolo.deploy',
                'mmkd_yolo.models'])
-TASK_UTILS = Registry('task util', parent=MMRAZOR_TASK_UTILS, scope='mmkd_yolo')
+# Holds nothing of its own (the recorders are mmrazor's), but without a location mmengine
+# imports ``mmkd_yolo.utils`` instead and, finding none, warns "mmkd_yolo is not installed".
+TASK_UTILS = Registry(
+    'task util', parent=MMRAZOR_TASK_UTILS, scope='mmkd_yolo', locations=['mmkd_yolo.models'])
 MODEL_WRAPPERS = Registry(
     'model_wrapper',
     parent=MMENGINE_MODEL_WRAPPERS,
@@ -41,6 +45,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
     scope='mmkd_yolo',
     locations=['mmkd_yolo.engine'])
+METRICS = Registry(
+    'metric', parent=MMENGINE_METRICS, scope='mmkd_yolo', locations=['mmkd_yolo.evaluation'])
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, scope='mmkd_yolo', locations=['mmkd_yolo.datasets'])
 DATA_SAMPLERS = Registry(

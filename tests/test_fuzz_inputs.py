@@ -1,10 +1,11 @@
 """Bad input at scale: generated malformed inputs for every reader users feed.
 
-Each input (a data.yaml, label files and images, a checkpoint, an ONNX file; built by the
-strategies of :mod:`tests.helpers.fuzz_inputs`) is read in this process with a time
-limit, and must be either accepted or refused with one of the package's named errors
-(``CheckpointError``, ``UnsafeCheckpointError``, ``ConfigError``, ``DataError``): no raw
-traceback, no hang, no gigabytes allocated for what a file merely declares, no code run.
+Each input (a data.yaml, label files and images, a checkpoint, an ONNX file or its stored
+test protocol; built by the strategies of :mod:`tests.helpers.fuzz_inputs`) is read in
+this process with a time limit, and must be either accepted or refused with one of the
+package's named errors (``CheckpointError``, ``UnsafeCheckpointError``, ``ConfigError``,
+``DataError``): no raw traceback, no hang, no gigabytes allocated for what a file merely
+declares, no code run, no file written where a test protocol says.
 
 A small N here (fixed examples: ``derandomize``); ``benchmarks/fuzz_inputs.py`` runs the
 same strategies with thousands of inputs and a seed.
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from .helpers.fuzz_inputs import STRATEGIES, run_case, warm_up
 
 #: Inputs per family: the whole file takes well under a minute on 2 cores.
-EXAMPLES = {'data.yaml': 100, 'labels': 100, 'checkpoint': 150, 'onnx': 100}
+EXAMPLES = {'data.yaml': 100, 'labels': 100, 'checkpoint': 150, 'onnx': 100, 'protocol': 60}
 
 
 @pytest.fixture(scope='module')
@@ -41,6 +42,6 @@ def check_family(family: str, base: str) -> None:
     reader_answers_by_name()
 
 
-@pytest.mark.parametrize('family', ['data.yaml', 'labels', 'checkpoint', 'onnx'])
+@pytest.mark.parametrize('family', ['data.yaml', 'labels', 'checkpoint', 'onnx', 'protocol'])
 def test_bad_input_is_refused_by_name_or_accepted(family, fuzz_dir):
     check_family(family, fuzz_dir)

@@ -18,9 +18,10 @@ LAYERS = {
     'fileio': 1,
     'compat': 2,
     'models': 3, 'losses': 3, 'engine': 3, 'datasets': 3, 'converters': 3,
-    'visualization': 3,
+    'visualization': 3, 'evaluation': 3,
     'algorithms': 4, 'deploy': 4,
     'apis': 5,
+    'analysis': 6,  # evaluates checkpoints as tools/test.py does (apis) and compares them
 }
 
 

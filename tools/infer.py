@@ -1,13 +1,16 @@
 """Detect objects in images with a PyTorch checkpoint or an exported ONNX model.
 
-    python tools/infer.py CONFIG CHECKPOINT IMAGE... --out DIR [--score-thr 0.3]
-    python tools/infer.py MODEL.onnx IMAGE... --out DIR [--score-thr 0.3]
+    python tools/infer.py CONFIG CHECKPOINT IMAGE... [--out DIR] [--score-thr 0.3]
+    python tools/infer.py MODEL.onnx IMAGE... [--out DIR] [--score-thr 0.3]
 
 IMAGE may be a file, a folder (its images) or a glob. Writes each image with its
-detections drawn (boxes, class names, scores) to DIR, under its path relative to the
-common folder of all the images (subfolders kept, so a/1.jpg and b/1.jpg give DIR/a/1.jpg
-and DIR/b/1.jpg), and DIR/detections.json: per input path, a list of
-{bbox: [x1, y1, x2, y2], score, label, class}.
+detections drawn (boxes, class names, scores) to a folder of its own, under its path
+relative to the common folder of all the images (subfolders kept, so a/1.jpg and b/1.jpg
+give a/1.jpg and b/1.jpg), and detections.json: per input path, a list of
+{bbox: [x1, y1, x2, y2], score, label, class}. The folder is --out (default
+work_dirs/infer) if it is new or empty, else the first free of DIR2, DIR3, ... as
+Ultralytics' runs/detect/predict2: nothing there is written over, least of all the
+images themselves (--exist-ok writes into DIR as it is, never over an input image).
 """
 import argparse
 import glob
@@ -20,7 +23,7 @@ from mmkd_yolo.apis.detector import load_detector
 from mmkd_yolo.apis.inference import detect
 from mmkd_yolo.apis.onnx_detector import load_onnx_detector
 from mmkd_yolo.errors import CheckpointError, ConfigError, DataError
-from mmkd_yolo.visualization import draw_detections
+from mmkd_yolo.visualization import draw_detections, drawn_image_paths, new_output_dir
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -45,19 +48,17 @@ def expand_images(specs):
     return paths
 
 
-def output_names(paths):
-    """Unique output names: each image's path relative to the images' common folder."""
-    absolute = [osp.abspath(p) for p in paths]
-    root = osp.commonpath([osp.dirname(p) for p in absolute])
-    return [osp.relpath(p, root) for p in absolute]
-
-
 def main():
     parser = argparse.ArgumentParser(description='YOLOv5 detection on images')
     parser.add_argument('model', help='config file, or an exported .onnx file')
     parser.add_argument('inputs', nargs='+',
                         help='(for a config: CHECKPOINT first) images, folders or globs')
-    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--out', default=osp.join('work_dirs', 'infer'),
+                        help='output folder; if it holds files, a new DIR2, DIR3, ... '
+                        '(default: work_dirs/infer)')
+    parser.add_argument('--exist-ok', action='store_true',
+                        help='write into --out even if it holds files (never over an '
+                        'input image)')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='draw and save detections scoring at least this')
     parser.add_argument('--data', metavar='DATA_YAML', help="the model's classes")
@@ -71,12 +72,12 @@ def main():
             model = load_detector(args.model, args.inputs[0], data=args.data)
             images = args.inputs[1:]
         paths = expand_images(images)
+        out_dir = new_output_dir(args.out, exist_ok=args.exist_ok)
+        outs = dict(zip(paths, drawn_image_paths(paths, out_dir)))
     except (ConfigError, CheckpointError, DataError) as e:
         sys.exit(f'error: {e}')
     classes = model.dataset_meta['classes']
-    os.makedirs(args.out, exist_ok=True)
     results = {}
-    names = dict(zip(paths, output_names(paths)))
     for i, (path, pred) in enumerate(detect(model, paths), 1):
         keep = pred.scores >= args.score_thr
         dets = [dict(bbox=[round(float(v), 2) for v in box], score=round(float(score), 4),
@@ -84,14 +85,13 @@ def main():
                 for box, score, label in zip(pred.bboxes[keep], pred.scores[keep],
                                              pred.labels[keep])]
         results[path] = dets
-        name = names[path]
-        out = osp.join(args.out, name)
+        out = outs[path]
         os.makedirs(osp.dirname(out), exist_ok=True)
         draw_detections(path, dets, out)
-        print(f'[{i}/{len(paths)}] {name}: {len(dets)} detections')
-    with open(osp.join(args.out, 'detections.json'), 'w') as f:
+        print(f'[{i}/{len(paths)}] {osp.relpath(out, out_dir)}: {len(dets)} detections')
+    with open(osp.join(out_dir, 'detections.json'), 'w') as f:
         json.dump(results, f, indent=1)
-    print(f'drawn images and detections.json in {args.out}')
+    print(f'drawn images and detections.json in {out_dir}')
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ from mmengine.config import Config
 
 from ..datasets import load_data_yaml
 from ..errors import CheckpointError, ConfigError, DataError
+from ..evaluation import use_empty_safe_coco_metric
 from .config import inner_dataset, set_test_img_scale
 from .data import set_datasets
 from .detector import load_detector
@@ -42,7 +43,11 @@ def export_detector_onnx(config: str, checkpoint: str, out: str, img_size: int =
         dict: ``inputs`` / ``outputs`` (name, shape) of the written graph.
     """
     from ..deploy import export_onnx
-    from ..deploy.protocol import protocol_from_cfg
+    from ..deploy.protocol import MAX_BATCH, MAX_IMG_SIZE, protocol_from_cfg
+    if not (0 < img_size <= MAX_IMG_SIZE and 0 < batch <= MAX_BATCH):
+        # what a reader of the file accepts (onnx_test.py, infer.py)
+        raise ConfigError(f'--img-size {img_size} --batch {batch}: an exported model takes '
+                          f'images of up to {MAX_IMG_SIZE} px, batches of 1 to {MAX_BATCH}.')
     model = load_detector(config, checkpoint, data=data, img_size=img_size)
     # data only, no paths: the test set is given to onnx_test.py (--data)
     meta = dict(classes=[str(c) for c in model.dataset_meta['classes']], img_size=img_size,
@@ -54,7 +59,7 @@ def export_detector_onnx(config: str, checkpoint: str, out: str, img_size: int =
 def _onnx_meta(path: str) -> dict:
     """The file's metadata, checked: JSON data with allow-listed types only."""
     from ..deploy import read_meta
-    from ..deploy.protocol import check_protocol
+    from ..deploy.protocol import MAX_BATCH, MAX_IMG_SIZE, check_protocol
     if not osp.isfile(path):
         raise CheckpointError(f'ONNX model {path!r} does not exist.')
     meta = read_meta(path)
@@ -71,12 +76,13 @@ def _onnx_meta(path: str) -> dict:
     if (not isinstance(classes, list) or not classes
             or not all(isinstance(c, str) for c in classes)
             or not all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool)
-                       and meta[k] > 0 for k in ('img_size', 'batch'))
+                       and 0 < meta[k] <= most
+                       for k, most in (('img_size', MAX_IMG_SIZE), ('batch', MAX_BATCH)))
             or not isinstance(meta.get('dynamic'), bool)):
         raise CheckpointError(
-            f'{path!r} carries malformed metadata (classes, img_size, batch, dynamic): '
-            'refused, nothing from it was run. Re-export it with '
-            'tools/deployment/export_onnx.py.')
+            f'{path!r} carries malformed metadata (classes, img_size up to {MAX_IMG_SIZE}, '
+            f'batch up to {MAX_BATCH}, dynamic): refused, nothing from it was run. '
+            'Re-export it with tools/deployment/export_onnx.py.')
     check_protocol(meta['protocol'], repr(path))
     return meta
 
@@ -119,6 +125,7 @@ def _onnx_protocol_cfg(path: str, meta: dict, data: Optional[str],
                        img_size: Optional[int]) -> Config:
     from ..deploy.protocol import protocol_to_cfg
     cfg = protocol_to_cfg(meta['protocol'])
+    use_empty_safe_coco_metric(cfg)  # a model that detects nothing scores 0.0, not nothing
     if data:
         info = load_data_yaml(data)
         set_datasets(cfg, info, splits=('val', ))  # the protocol has no model to resize

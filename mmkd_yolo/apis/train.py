@@ -9,11 +9,14 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ..errors import ConfigError
+from ..evaluation import use_empty_safe_coco_metric
 from ..fileio import find_resume_checkpoint
 from .config import (apply_student_weights, apply_teacher_args, default_work_dir,
                      is_distill_cfg, load_config, set_img_size, type_name)
 from .data import apply_data_yaml
 from .distill_switches import apply_distill_switches, refit_connectors
+from .loaders import fit_loaders_to_machine
+from .schedule import apply_epochs
 from .unlabeled import DEFAULT_UNLABELED_RATIO, apply_unlabeled
 
 
@@ -31,6 +34,7 @@ def prepare_train_cfg(config: str,
                       data: Optional[str] = None,
                       weights: Optional[str] = None,
                       img_size: Optional[int] = None,
+                      epochs: Optional[int] = None,
                       unlabeled: Optional[Sequence[str]] = None,
                       unlabeled_ratio: Optional[float] = None) -> Config:
     """Everything ``tools/train.py`` does to a config before the Runner is built.
@@ -56,6 +60,8 @@ def prepare_train_cfg(config: str,
         data (str, optional): An Ultralytics ``data.yaml``: datasets and class count.
         weights (str, optional): The student's starting weights.
         img_size (int, optional): Train and evaluate at this size (px).
+        epochs (int, optional): The run's length, with everything that counts in epochs
+            fitted (:func:`~mmkd_yolo.apis.schedule.apply_epochs`).
         unlabeled (Sequence[str], optional): Images without labels to distil on
             (folders, globs, ``.txt`` lists), added to a ``data.yaml``'s ``unlabeled``.
         unlabeled_ratio (float, optional): Their share of each batch (default
@@ -66,6 +72,8 @@ def prepare_train_cfg(config: str,
     """
     cfg = load_config(config, cfg_options)
     cfg.launcher = launcher
+    if epochs is not None:
+        apply_epochs(cfg, epochs)
     apply_teacher_args(cfg, t_weights, t_cfg, t_precision)
     sources = list(unlabeled or [])
     if data:
@@ -101,6 +109,7 @@ def prepare_train_cfg(config: str,
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     _set_resume(cfg, resume)
+    use_empty_safe_coco_metric(cfg)  # a model that detects nothing scores 0.0, not nothing
     hooks = cfg.setdefault('custom_hooks', [])
     if not any(type_name(h) == 'NonFiniteLossHook' for h in hooks):
         hooks.append(dict(type='mmkd_yolo.NonFiniteLossHook'))  # plain runs too
@@ -112,6 +121,7 @@ def prepare_train_cfg(config: str,
     if ckpt_hook and ckpt_hook.get('type', '').endswith('CheckpointHook') and not (
             ckpt_hook.get('backend_args') or ckpt_hook.get('file_client_args')):
         ckpt_hook['backend_args'] = dict(backend='atomic_local')  # never a partial file
+    fit_loaders_to_machine(cfg)
     return cfg
 
 

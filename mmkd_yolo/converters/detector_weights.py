@@ -12,8 +12,8 @@ user of weights reads them through :func:`read_detector_weights` and fits them w
 * ``'init'`` (``--weights``): tensors matched by name and shape, the rest left to train
   (a head for other classes, as Ultralytics fine-tunes), at least one must fit;
 * ``'teacher'``: by name and shape with a ``Transferred N/M items`` report, but a head
-  for another class count or nothing fitting is an error (a wrong teacher teaches
-  garbage).
+  for another class count or of another width (a YOLOv5-n checkpoint for an -s teacher),
+  or nothing fitting, is an error (a wrong teacher teaches garbage).
 
 mmengine's ``CheckpointLoader`` decides *where* a file is read from; this module decides
 what is in it, which mmengine leaves to the caller.
@@ -30,10 +30,14 @@ import torch
 
 from ..errors import CheckpointError
 from ..fileio import cache_dir, file_sha256, load_checkpoint_file, save_atomic
+from ..models.detector_cfg import mmyolo_yolov5_config, yolov5_size
 from .yolov5_to_mmyolo import is_ultralytics_checkpoint, load_or_convert
 
 #: What each use does with tensors that do not fit (see the module docstring).
 POLICIES = ('evaluate', 'init', 'teacher')
+#: Input channels of mmyolo's YOLOv5 prediction convs (strides 8, 16, 32) at
+#: ``widen_factor=1`` (its neck's ``out_channels``): a head's width is the model's.
+YOLOV5_HEAD_IN_CHANNELS = (256, 512, 1024)
 _STUDENT = 'architecture.'
 
 
@@ -202,18 +206,38 @@ def fit_detector_weights(model_state: Dict[str, torch.Tensor], weights: Detector
             'distillation run, its config or the student\'s; --data for its classes).')
     if policy == 'teacher' and any('convs_pred' in k for k in mismatched):
         key = next(k for k in mismatched if 'convs_pred' in k)
-        theirs, ours = weights.state_dict[key].shape[0], model_state[key].shape[0]
+        theirs, ours = weights.state_dict[key].shape, model_state[key].shape
         # each of the head's prediction convs has num_priors * (5 + num_classes) outputs
         priors = num_priors or 3
+        classes = (f'teacher weights {weights.path!r} are for {theirs[0] // priors - 5} '
+                   f'classes, but the teacher config has num_classes={ours[0] // priors - 5}')
+        if theirs[1:] != ours[1:]:  # other input channels: a YOLOv5 of another width
+            level = int(key.split('convs_pred.')[1].split('.')[0])
+            widths = [shape[1] / YOLOV5_HEAD_IN_CHANNELS[level] for shape in (theirs, ours)]
+            raise CheckpointError(yolov5_width_error(weights.path, *widths) + (
+                f' (Also, {classes}.)' if theirs[0] != ours[0] else ''))
         raise CheckpointError(
-            f'teacher weights {weights.path!r} are for {theirs // priors - 5} classes, but '
-            f'the teacher config has num_classes={ours // priors - 5}. Set the teacher\'s '
-            'num_classes to the checkpoint\'s, or use weights trained on your data.')
+            f'{classes}. Set the teacher\'s num_classes to the checkpoint\'s, or use weights '
+            'trained on your data.')
     if not fit:
         raise CheckpointError(
             f'no tensor of {src} fits {what} (0/{len(model_state)} by name and shape): the '
             'file is for another architecture; check the config and the weights.')
     return report
+
+
+def yolov5_width_error(path: str, theirs: float, ours: float) -> str:
+    """What to say when teacher weights are a YOLOv5 of another ``widen_factor`` than the
+    config's teacher: both widths and sizes, and the config to give."""
+    def named(widen: float) -> str:
+        size = yolov5_size(widen)
+        return f'{widen:.3g} ({"custom" if size == "?" else size})'
+
+    size = yolov5_size(theirs)
+    example = '' if size == '?' else f", e.g. --t-cfg '{mmyolo_yolov5_config(size)}'"
+    return (f'teacher weights {path!r} are a YOLOv5 of widen_factor {named(theirs)}, the '
+            f"config's teacher is {named(ours)}: give the teacher's config with "
+            f'--t-cfg{example}.')
 
 
 def anchor_mismatch(model: torch.nn.Module, weights: DetectorWeights) -> Optional[str]:

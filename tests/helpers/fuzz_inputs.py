@@ -26,7 +26,12 @@ Families and their readers:
   cut, garbled, or replaced by zips of other layouts, pickles naming ``os.system``,
   huge declared sizes, non-dict pickles;
 * ``onnx``: :func:`mmkd_yolo.apis.onnx_detector.onnx_test_cfg` and ``load_onnx_detector`` on a
-  tiny valid ONNX graph with generated metadata, or its bytes cut and garbled.
+  tiny valid ONNX graph with generated metadata, or its bytes cut and garbled;
+* ``protocol``: ``onnx_test_cfg`` on the tiny graph whose stored test protocol was crafted
+  (output paths and ``format_only`` for the COCO metric, storage backends, imports, other
+  entries and numbers out of range anywhere in it), then the test's evaluator on one
+  detection: an accepted protocol must not have written anything (a file in the case's
+  :data:`OUTSIDE` folder is a crash).
 """
 from __future__ import annotations
 
@@ -65,7 +70,7 @@ STUDENT_CONFIG = osp.join(REPO, 'configs', 'yolov5', 'yolov5_n-v61_fast_1xb16-40
 
 #: What a reader may raise: the package's named errors.
 NAMED_ERRORS = (CheckpointError, UnsafeCheckpointError, ConfigError, DataError)
-FAMILIES = ('data.yaml', 'labels', 'checkpoint', 'onnx')
+FAMILIES = ('data.yaml', 'labels', 'checkpoint', 'onnx', 'protocol')
 #: Placeholder in generated file contents for the case's folder (absolute paths).
 ROOT = '@ROOT@'
 #: A file the malicious pickles try to create (relative: the reader runs in the case's
@@ -73,6 +78,9 @@ ROOT = '@ROOT@'
 CANARY = 'PWNED'
 #: Seconds one input may take before it counts as a hang.
 TIMEOUT = 15.0
+#: The folder of a case that crafted test protocols point their outputs at: a file in it
+#: after the read means the protocol wrote where it was told.
+OUTSIDE = 'outside'
 #: A rise of the process's peak memory (bytes) that counts as a failure: a reader must not
 #: allocate what a file merely declares.
 MEMORY_LIMIT = 1 << 30
@@ -253,9 +261,39 @@ def read_onnx(path: str, options: dict) -> None:
     load_onnx_detector(path)
 
 
+class WroteOutside(Exception):
+    """A test protocol read from a model file wrote a file (not a named error: a crash)."""
+
+
+def read_protocol(path: str, options: dict) -> None:
+    """``onnx_test_cfg``, then the evaluator it gives on one image with one detection, as
+    ``onnx_test.py`` evaluates."""
+    import torch
+    from mmengine.evaluator import Evaluator
+    from mmengine.registry import DefaultScope
+
+    from mmkd_yolo.apis.onnx_detector import onnx_test_cfg
+    cfg, meta = onnx_test_cfg(path)
+    # pycocotools prints its summary to stdout
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmyolo')), \
+            contextlib.redirect_stdout(io.StringIO()):
+        evaluator = Evaluator(copy.deepcopy(cfg.test_evaluator))
+        evaluator.dataset_meta = dict(classes=meta['classes'])
+        box = [2., 2., 20., 20.]
+        evaluator.process([dict(
+            img_id=0, ori_shape=(32, 32),
+            pred_instances=dict(bboxes=torch.tensor([box]), scores=torch.tensor([0.9]),
+                                labels=torch.tensor([0])),
+            instances=[dict(bbox=box, bbox_label=0, ignore_flag=0)])])
+        evaluator.evaluate(1)
+    written = [f for f in os.listdir(osp.join(osp.dirname(path), OUTSIDE)) if f != '.keep']
+    if written:
+        raise WroteOutside(f'the protocol made the test write {written} in {OUTSIDE}/')
+
+
 READERS: Dict[str, Callable[[str, dict], None]] = {
     'data.yaml': read_data, 'labels': read_data, 'checkpoint': read_checkpoint,
-    'onnx': read_onnx}
+    'onnx': read_onnx, 'protocol': read_protocol}
 
 
 def quiet() -> None:
@@ -1044,8 +1082,70 @@ def onnx_cases(draw) -> Case:
     return Case('onnx', note, (('model.onnx', data), ), 'model.onnx')
 
 
+# --- ONNX test protocol ---------------------------------------------------------------------
+#: Entries a crafted protocol adds to one of its mappings: outputs, storage, imports, and
+#: more than any test needs. Paths are relative (the reader runs in the case's folder):
+#: the metadata is a length-prefixed protobuf string, so :data:`ROOT` cannot be filled in.
+_HOSTILE_ENTRIES = [
+    ('outfile_prefix', f'{OUTSIDE}/results'), ('outfile_prefix', f'./{OUTSIDE}/r'),
+    ('format_only', True), ('collect_dir', f'{OUTSIDE}/'),
+    ('backend_args', {'backend': 'petrel'}), ('file_client_args', {'backend': 'disk'}),
+    ('ann_file', f'{OUTSIDE}/a.json'), ('data_root', f'{OUTSIDE}/'),
+    ('custom_imports', {'imports': ['os']}), ('resource_limit', 10**6),
+    ('use_mp_eval', True), ('prefix', 'x'), ('num_workers', 64), ('batch_size', 10**6),
+    ('scale', [10**5, 10**5]), ('img_size', 10**5), ('max_per_img', 10**9),
+    ('persistent_workers', True), ('type', 'CocoMetric')]
+_NUMBERS = (st.integers(-2**40, 2**40) | st.floats()
+            | st.sampled_from([0, 1, -1, 64, 4097, 2**31, 0.5, 1.5, 255.5]))
+
+
+def _mappings(node: Any, prefix: Tuple = ()) -> List[Tuple[Tuple, dict]]:
+    """Every mapping in a JSON document, with its key/index path."""
+    out = [(prefix, node)] if isinstance(node, dict) else []
+    items = node.items() if isinstance(node, dict) else (
+        enumerate(node) if isinstance(node, list) else ())
+    for k, v in items:
+        out += _mappings(v, prefix + (k, ))
+    return out
+
+
+@st.composite
+def protocol_cases(draw) -> Case:
+    """The tiny graph with a test protocol that asks for outputs, storage or imports, or
+    has numbers out of range: what a crafted file would carry."""
+    meta = valid_onnx_meta()
+    protocol = meta['protocol']
+    edits = []
+    if draw(st.booleans()):  # the COCO metric told to write its results somewhere
+        protocol['evaluator'].update(format_only=True, outfile_prefix=f'{OUTSIDE}/r')
+        edits.append('evaluator: format_only, outfile_prefix')
+    for _ in range(draw(st.integers(0 if edits else 1, 3))):
+        numbers = [p for p in _paths(protocol)
+                   if p and type(_at(protocol, p)) in (int, float)]  # not bools
+        if numbers and draw(st.booleans()):
+            path = draw(st.sampled_from(numbers))
+            value = draw(_NUMBERS)
+            _at(protocol, path[:-1])[path[-1]] = value
+            edits.append(f'{"/".join(map(str, path))} = {value!r}')
+        else:
+            path, mapping = draw(st.sampled_from(_mappings(protocol)))
+            key, value = draw(st.sampled_from(_HOSTILE_ENTRIES))
+            mapping[key] = value
+            edits.append(f'{"/".join(map(str, path + (key, )))} = {value!r}')
+    return Case('protocol', f'protocol with {edits}',
+                (('model.onnx', onnx_model_bytes(meta)), (f'{OUTSIDE}/.keep', b'')),
+                'model.onnx')
+
+
+def _at(node: Any, path: Tuple) -> Any:
+    for part in path:
+        node = node[part]
+    return node
+
+
 STRATEGIES = {'data.yaml': data_yaml_cases(), 'labels': label_cases(),
-              'checkpoint': checkpoint_cases(), 'onnx': onnx_cases()}
+              'checkpoint': checkpoint_cases(), 'onnx': onnx_cases(),
+              'protocol': protocol_cases()}
 
 
 def warm_up(base: Optional[str] = None) -> Dict[str, Outcome]:
@@ -1058,6 +1158,9 @@ def warm_up(base: Optional[str] = None) -> Dict[str, Outcome]:
             {'w': _tensor([1], 'float32', 0.)})), ), 'w.pth'),
         'onnx': Case('onnx', 'valid', (('m.onnx', onnx_model_bytes(valid_onnx_meta())), ),
                      'm.onnx'),
+        'protocol': Case('protocol', 'valid', (
+            ('m.onnx', onnx_model_bytes(valid_onnx_meta())), (f'{OUTSIDE}/.keep', b'')),
+            'm.onnx'),
     }
     valid['labels'] = valid['data.yaml']
     with fake_yolov5_modules():

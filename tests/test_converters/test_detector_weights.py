@@ -107,3 +107,30 @@ def test_model_key_checkpoint_is_converted_for_mmengine(tmp_path, monkeypatch):
     assert weights.kind == 'detector' and weights.loadable is None
     loaded = load_checkpoint_file(detector_checkpoint_file(weights))['state_dict']
     assert set(loaded) == set(model_state())
+
+
+def test_teacher_of_another_width_is_named_by_width(tmp_path):
+    """A YOLOv5-n checkpoint for the -s teacher of a config: its head has the same outputs
+    (same classes) and narrower inputs; the error names both widths, not the classes."""
+    from mmkd_yolo.algorithms.teacher_loading import load_teacher_weights
+    from mmkd_yolo.models.detector_cfg import load_detector_cfg
+    from mmkd_yolo.registry import MODELS
+
+    from ..conftest import STUDENT_N, TEACHER_S
+    path = tmp_path / 'n.pth'
+    torch.save({'state_dict': MODELS.build(load_detector_cfg(STUDENT_N)).state_dict()}, path)
+    teacher = MODELS.build(load_detector_cfg(TEACHER_S))
+    with pytest.raises(CheckpointError) as info:
+        load_teacher_weights(teacher, str(path))
+    assert str(info.value) == (
+        f"teacher weights {str(path)!r} are a YOLOv5 of widen_factor 0.25 (n), the config's "
+        "teacher is 0.5 (s): give the teacher's config with --t-cfg, e.g. --t-cfg "
+        "'mmyolo::yolov5/yolov5_n-v61_syncbn_fast_8xb16-300e_coco.py'.")
+    # other classes as well: both said, the width first
+    other = load_detector_cfg(STUDENT_N)
+    other.bbox_head.head_module.num_classes = 80
+    torch.save({'state_dict': MODELS.build(other).state_dict()}, path)
+    with pytest.raises(CheckpointError, match=r'widen_factor 0.25 \(n\).*\(Also, teacher '
+                                              r'weights .* are for 80 classes, but the teacher '
+                                              r'config has num_classes=8\.\)'):
+        load_teacher_weights(teacher, str(path))

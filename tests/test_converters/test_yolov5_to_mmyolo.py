@@ -137,7 +137,9 @@ def test_teacher_from_ultralytics_pt(synthetic_pt, tmp_path, monkeypatch):
     # the shipped s teacher config does not fit an n checkpoint: named, with the fix
     cfg.model.teacher = load_detector_cfg(STUDENT_N.replace('yolov5_n', 'yolov5_s'))
     cfg.model.teacher.bbox_head.head_module.num_classes = 3
-    with pytest.raises(CheckpointError, match='depth/width 0.33/0.25'):
+    with pytest.raises(CheckpointError, match=r"of widen_factor 0.25 \(n\), the config's "
+                       r"teacher is 0.5 \(s\): give the teacher's config with --t-cfg, e.g. "
+                       r"--t-cfg 'mmyolo::yolov5/yolov5_n-v61"):
         MODELS.build(cfg.model)
     # data with another class count than the checkpoint's (as --data sets both to 2)
     cfg.model.teacher = load_detector_cfg(STUDENT_N)

@@ -181,3 +181,63 @@ def test_infer_without_images_is_a_clear_error(shapes_dir, tmp_path, checkpoint)
                            str(tmp_path / 'o')], cwd=shapes_dir, capture_output=True, text=True)
     assert proc.returncode != 0 and 'error: no images found' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_infer_never_writes_over_the_images(tmp_path, checkpoint):
+    """The command that overwrote the user's images, tools/infer.py IMAGES --out IMAGES:
+    the images keep their bytes and the drawings go to a new IMAGES2; --exist-ok into
+    IMAGES is refused by name; without --out, work_dirs/infer."""
+    import hashlib
+
+    import cv2
+    import numpy as np
+    images = tmp_path / 'images'
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(images / f'{i}.jpg'), rng.integers(0, 255, (64, 64, 3), np.uint8))
+
+    def checksums():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in images.iterdir()}
+    before = checksums()
+    infer = [osp.join(REPO, 'tools', 'infer.py'), STUDENT_N, checkpoint, str(images)]
+    out = run_tool(infer + ['--out', str(images), '--score-thr', '0'], cwd=tmp_path)
+    assert checksums() == before
+    assert f'detections.json in {images}2' in out
+    assert sorted(os.listdir(tmp_path / 'images2')) == ['0.jpg', '1.jpg', '2.jpg',
+                                                       'detections.json']
+    proc = subprocess.run([sys.executable] + infer + ['--out', str(images), '--exist-ok'],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert 'would write a drawn image over the input image' in proc.stderr
+    assert checksums() == before and sorted(os.listdir(tmp_path)) == ['images', 'images2']
+    run_tool(infer, cwd=tmp_path)
+    assert sorted(os.listdir(tmp_path / 'work_dirs' / 'infer')) == [
+        '0.jpg', '1.jpg', '2.jpg', 'detections.json']
+
+
+def test_a_model_that_detects_nothing_scores_zero(shapes_dir, tmp_path):
+    """tools/test.py and onnx_test.py print every coco/bbox_* number, at 0.0, with a
+    one-line warning, for a model without a single detection (mmdet's metric: an ERROR
+    line and no number)."""
+    torch.manual_seed(0)
+    model = MODELS.build(load_detector_cfg(STUDENT_N))
+    for conv in model.bbox_head.head_module.convs_pred:
+        conv.bias.data.fill_(-30.0)  # objectness and class scores ~1e-13: nothing passes
+    ckpt = tmp_path / 'blind.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    data = shapes_val_yaml(shapes_dir, tmp_path / 'yolo')
+    env = dict(os.environ, MMKD_CACHE=str(tmp_path / 'cache'))
+    onnx_file = str(tmp_path / 'blind.onnx')
+    run_tool([osp.join(REPO, 'tools', 'deployment', 'export_onnx.py'), STUDENT_N, str(ckpt),
+              '--out', onnx_file, '--img-size', '160', '--dynamic'], cwd=shapes_dir)
+    for tool in ([osp.join(REPO, 'tools', 'test.py'), STUDENT_N, str(ckpt), '--data', data,
+                  '--work-dir', str(tmp_path / 'test')] + TEST_OPTS,
+                 [osp.join(REPO, 'tools', 'deployment', 'onnx_test.py'), onnx_file, '--data',
+                  data, '--work-dir', str(tmp_path / 'onnx_test')]):
+        out = run_tool(tool, cwd=shapes_dir, env=env)
+        assert {k: float(v) for k, v in metrics(out).items()} == {key: 0.0 for key in (
+            'coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75', 'coco/bbox_mAP_s',
+            'coco/bbox_mAP_m', 'coco/bbox_mAP_l')}, out[-3000:]
+        assert 'no detection in any of the 4 images' in out
+        assert 'is empty' not in out

@@ -9,34 +9,35 @@ Steps (each resumable: rerunning skips what finished and resumes what was interr
 3. train the student alone (YOLOv5-n), the baseline;
 4. train the same student with the default distillation recipe from the teacher, same
    schedule and seed;
-5. evaluate all three (mAP, parameters, GFLOPs, CPU ms per image) and write
-   ``work_dirs/demo/report.md`` with ``curves.png`` (both students' val mAP and losses per
-   epoch) and ``detections.png`` (val images with each model's detections side by side).
+5. evaluate all three with ``tools/analysis_tools/compare_checkpoints.py``'s comparison
+   (``compare.md``: mAP, per-class AP, parameters, GFLOPs, CPU ms per image;
+   ``compare.png``: the val images where they differ most, each model's detections side by
+   side) and write ``work_dirs/demo/report.md`` with ``curves.png`` (both students' val mAP
+   and losses per epoch).
 
 Outputs go under the current directory (``data/shapes_demo_*``, ``work_dirs/demo``), as
-mmengine's ``work_dirs``. The runs are ``train_runs.py``'s, the pictures
-``demo_plots.py``'s and the report ``demo_report.py``'s (all beside this file).
+mmengine's ``work_dirs``. The runs are ``train_runs.py``'s, the curves ``demo_plots.py``'s
+and the report ``demo_report.py``'s (all beside this file); the comparison is
+:func:`mmkd_yolo.analysis.compare_checkpoints`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import os.path as osp
 import sys
 import time
-import warnings
 from typing import Callable
 
 # the demo's helpers sit beside it (in a checkout and in an installed package's .mim/tools)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from demo_plots import draw_grid, plot_curves  # noqa: E402
-from demo_report import measure, results_table, write_report  # noqa: E402
+from demo_plots import plot_curves  # noqa: E402
+from demo_report import write_report  # noqa: E402
 from train_runs import (DEMO_KD_CFG, DEMO_STUDENT_CFG, DEMO_TASK,  # noqa: E402
                         DEMO_TEACHER_CFG, DEMO_WORK_DIR, RunFailedError, demo_data,
                         demo_data_options, demo_run_dirs, fmt_seconds, schedule_options,
-                        train_run, val_history)
+                        train_run)
 
 #: ``FAST=1``: the same steps on a tiny schedule (distillation stops for the last epoch
 #: only, so that the smoke run distills).
@@ -106,7 +107,6 @@ def last_checkpoint(work_dir: str, epochs: int) -> str:
 
 def main():
     args = parse_args()
-    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     task = FAST_TASK if args.fast else DEMO_TASK
     os.makedirs(args.work_dir, exist_ok=True)
     begin = time.time()
@@ -121,64 +121,53 @@ def main():
     te, ep, vi = task['teacher_epochs'], task['epochs'], task['val_interval']
     steps = [
         ('2/5 teacher YOLOv5-s', 'teacher', DEMO_TEACHER_CFG, dirs['teacher'], [],
-         schedule_options(te, max(te // 4, 1), task['data_seed'])),
+         schedule_options(max(te // 4, 1), task['data_seed'])),
         ('3/5 student YOLOv5-n alone', 'plain', DEMO_STUDENT_CFG, dirs['plain'], [],
-         schedule_options(ep, vi, args.seed)),
+         schedule_options(vi, args.seed)),
         ('4/5 student YOLOv5-n distilled', 'distilled', DEMO_KD_CFG, dirs['distilled'],
          ['--t-weights', osp.join(dirs['teacher'], f'epoch_{te}.pth')],
-         schedule_options(ep, vi, args.seed) + (FAST_KD_OPTIONS if args.fast else [])),
+         schedule_options(vi, args.seed) + (FAST_KD_OPTIONS if args.fast else [])),
     ]
     for title, role, config, work_dir, extra, schedule in steps:
         epochs = te if role == 'teacher' else ep
         say(f'{title}: {epochs} epochs, log in {work_dir}/train.log')
         try:
             took = train_run(work_dir, config, size + extra, schedule + opts,
-                             on_progress=progress_printer(title.split(' ', 1)[1]))
+                             on_progress=progress_printer(title.split(' ', 1)[1]),
+                             epochs=epochs)
         except RunFailedError as e:
             sys.exit(f'[demo] {title}: {e}\nrerun to resume it')
         timings[role] = took
         say(f'{title}: ' + (f'done in {fmt_seconds(took)}' if took else
                             'trained before with the same data and schedule, reused'))
 
-    say('5/5 evaluating: mAP from the runs, parameters, GFLOPs, CPU ms per image, pictures')
+    say('5/5 evaluating the final checkpoints as tools/test.py does, side by side (mAP, '
+        'per-class AP, parameters, GFLOPs, CPU ms per image, pictures)')
     start = time.time()
     import torch
 
-    from mmkd_yolo.apis.detector import load_detector
+    from mmkd_yolo.analysis import compare_checkpoints, results_table
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    with open(osp.join(root, 'annotations', 'val.json')) as f:
-        val = json.load(f)
-    classes = [c['name'] for c in sorted(val['categories'], key=lambda c: c['id'])]
-    images = [osp.join(root, 'val', im['file_name']) for im in val['images']]
-    rows = []
-    models = []
-    for title, role, config, work_dir, _, _ in steps:
-        epochs = te if role == 'teacher' else ep
-        model = load_detector(config, last_checkpoint(work_dir, epochs))
-        hist = val_history(work_dir)
-        rows.append(dict(name=title.split(' ', 1)[1], role=role, epochs=epochs,
-                         mAP=hist[-1]['mAP'], mAP50=hist[-1]['mAP50'],
-                         **measure(model, task['img_size'])))
-        models.append((rows[-1]['name'], model))
-    gt = {im['id']: [] for im in val['images'][:4]}
-    for ann in val['annotations']:
-        if ann['image_id'] in gt:
-            x, y, w, h = ann['bbox']
-            gt[ann['image_id']].append(([x, y, x + w, y + h], ann['category_id'] - 1))
-    draw_grid(models, [(images[i], gt[im['id']]) for i, im in enumerate(val['images'][:4])],
-              classes, osp.join(args.work_dir, 'detections.png'))
+    runs = {role: (config, last_checkpoint(work_dir, te if role == 'teacher' else ep))
+            for _, role, config, work_dir, _, _ in steps}
+    # the student alone first: the reference the others are compared with
+    models = [(name, *runs[role]) for name, role in (
+        ('student alone', 'plain'), ('student distilled', 'distilled'), ('teacher', 'teacher'))]
+    comparison = compare_checkpoints(models, args.work_dir, img_size=task['img_size'],
+                                     cfg_options=dict(o.split('=', 1) for o in opts))
     plot_curves([('alone', steps[1][3]), ('distilled', steps[2][3])],
                 osp.join(args.work_dir, 'curves.png'))
     timings['evaluation'] = time.time() - start
 
     report = osp.join(args.work_dir, 'report.md')
     total = time.time() - begin
-    write_report(report, rows, timings, task, num_classes=len(classes), seed=args.seed,
-                 fast=args.fast, threads=torch.get_num_threads(), total_seconds=total)
-    print('\n' + '\n'.join(results_table(rows)) + '\n')
-    diff = rows[2]['mAP'] - rows[1]['mAP']
-    say(f'distillation changed the student by {100 * diff:+.1f} points mAP@.5:.95; report: '
-        f'{report} (with curves.png and detections.png), total {fmt_seconds(total)}')
+    write_report(report, comparison, timings, task, seed=args.seed, fast=args.fast,
+                 total_seconds=total)
+    print('\n' + '\n'.join(results_table(comparison.models)) + '\n')
+    plain, kd = (m.metrics['coco/bbox_mAP'] for m in comparison.models[:2])
+    say(f'distillation changed the student by {100 * (kd - plain):+.1f} points mAP@.5:.95; '
+        f'report: {report} (with compare.md, compare.png and curves.png), total '
+        f'{fmt_seconds(total)}')
 
 
 if __name__ == '__main__':

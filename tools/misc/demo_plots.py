@@ -1,51 +1,10 @@
-"""The demo's pictures: detections side by side, and the students' curves per epoch."""
+"""The demo's curves: the students' val mAP and losses per epoch (its detections picture is
+the comparison's, :func:`mmkd_yolo.analysis.compare_checkpoints`)."""
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 from train_runs import loss_history, val_history
-
-#: A ground-truth box: ([x1, y1, x2, y2], class index).
-GtBox = Tuple[List[float], int]
-
-
-def draw_grid(models: Sequence[Tuple[str, object]], images: Sequence[Tuple[str, List[GtBox]]],
-              classes: Sequence[str], out: str, score_thr: float = 0.3) -> None:
-    """Rows: val images; columns: ground truth, then each model's detections.
-
-    Args:
-        models (list[tuple]): (column title, detector of
-            :func:`~mmkd_yolo.apis.detector.load_detector`).
-        images (list[tuple]): (image file, its ground-truth boxes).
-        classes (list[str]): Class names, by class index.
-        out (str): The image file to write.
-        score_thr (float): Detections scored below are not drawn.
-    """
-    import cv2
-    import numpy as np
-
-    from mmkd_yolo.apis.inference import detect
-    from mmkd_yolo.visualization import draw_boxes
-    scale = 3
-    rows = []
-    for path, gt in images:
-        img = cv2.imread(path)
-        big = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        columns = [('ground truth', [(b, c, None) for b, c in gt])]
-        for name, model in models:
-            _, pred = next(detect(model, [path]))
-            keep = pred.scores >= score_thr
-            columns.append((name, [(b.tolist(), int(c), float(s)) for b, c, s in zip(
-                pred.bboxes[keep], pred.labels[keep], pred.scores[keep])]))
-        panels = []
-        for title, boxes in columns:
-            panel = draw_boxes(big, boxes, classes, scale=scale)
-            header = np.full((28, panel.shape[1], 3), 255, np.uint8)
-            cv2.putText(header, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
-            panels.append(np.vstack([header, panel]))
-        rows.append(np.hstack([np.pad(p, ((2, 2), (2, 2), (0, 0)), constant_values=255)
-                               for p in panels]))
-    cv2.imwrite(out, np.vstack(rows))
 
 
 def plot_curves(runs: Sequence[Tuple[str, str]], out: str) -> None:
