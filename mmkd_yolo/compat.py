@@ -1,6 +1,6 @@
 """Shims for the old OpenMMLab 2.x stack on modern torch, and only those.
 
-Everything else in mmkd_yolo reads as if the stack were modern. Three measures, each
+Everything else in mmkd_yolo reads as if the stack were modern. Five measures, each
 applied where it is needed and reported by ``make env`` (:data:`ACTIVE_MEASURES`):
 
 1. **mmrazor on torch 2.x.** mmrazor 1.0.0 builds quantization backend configs at import
@@ -26,14 +26,27 @@ applied where it is needed and reported by ``make env`` (:data:`ACTIVE_MEASURES`
    adds itself (:func:`register_config_scope`). Its ``get_installed_path`` also assumes
    the package sits next to its ``dist-info``, which a PEP 660 editable install (``make
    install``) breaks; :func:`installed_package_path` asks the import system instead.
+5. **The stack's known noise.** The old stack warns about itself on every run (its own
+   deprecations, a registry fallback, a setuptools deprecation, an ONNX tracer's general
+   caution): nothing a user can act on, and enough to hide the warnings that do concern
+   the run. :data:`STACK_NOISE` names each message, who says it and why it is harmless;
+   :func:`silence_stack_noise` ignores exactly those (Python warnings by module and
+   message, mmengine's log records by message) and nothing the user's code says.
+   :func:`init_detector_without_weights` is mmdet's ``init_detector`` without its
+   "use COCO classes" warning, which no filter reaches.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
+import logging
 import os.path as osp
+import re
 import sys
-from typing import Iterator, List
+import warnings
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple, Type
 
 import torch
 
@@ -165,14 +178,149 @@ def register_config_scope() -> None:
         'the import system)')
 
 
+@dataclass(frozen=True)
+class KnownNoise:
+    """A message of the stack that says nothing about the user's run.
+
+    Args:
+        source (str): Who says it: for a Python warning a regex of the module it is
+            attributed to (``warnings``' ``module``), for a log record the package.
+        message (str): Regex matched at the start of the message.
+        why (str): Why it is harmless here.
+        category (type, optional): A Python warning's class; None for a record of
+            mmengine's ``MMLogger``.
+    """
+    source: str
+    message: str
+    why: str
+    category: Optional[Type[Warning]] = None
+
+
+#: Each message of the stack that a default run prints and that is not about the run.
+STACK_NOISE: Tuple[KnownNoise, ...] = (
+    KnownNoise(
+        r'mmengine\.utils\.package_utils\Z|importlib\Z', 'pkg_resources is deprecated',
+        "mmengine 0.10.7's is_installed imports and reloads setuptools' pkg_resources to "
+        'find a pkg:: config; a deprecation for mmengine to act on',
+        UserWarning),
+    KnownNoise(
+        r'torch\.(serialization|_weights_only_unpickler)\Z',
+        r'Detected pickle protocol \d+ in the checkpoint',
+        'torch.load(weights_only=True) reads protocol 3 checkpoints; one it cannot read '
+        'fails with an error that names the file', UserWarning),
+    KnownNoise(
+        r'albumentations\.core\.composition\Z',
+        'Got processor for bboxes, but no transform to process it',
+        "mmyolo's YOLOv5 configs give mmdet.Albu box parameters for pixel-level "
+        'transforms only (blur, gray, CLAHE): boxes do not move', UserWarning),
+    KnownNoise(
+        r'mmcv\.ops\.nms\Z', 'Converting a tensor to a Python boolean',
+        "mmcv's nms asserts its inputs' shapes, run once by the tracer of the --nms "
+        'ONNX export: the exported graph has those shapes', torch.jit.TracerWarning),
+    KnownNoise(
+        r'torch\.onnx\.', 'Exporting aten::index operator of advanced indexing',
+        'the --nms graph indexes boxes with ONNX NonMaxSuppression\'s selected indices, '
+        'never negative (the case the warning is about)', UserWarning),
+    KnownNoise(
+        'mmengine', r'Failed to search registry with scope "mmyolo" in the "log_processor"',
+        'mmyolo registers no log processor: the fallback, mmengine\'s LogProcessor, is '
+        "the one mmyolo's configs mean"),
+    KnownNoise(
+        'mmengine', '"FileClient" will be deprecated',
+        "mmengine 0.10.7's CheckpointHook and save_checkpoint create a FileClient "
+        'whatever the config says; checkpoints are written through backend_args'),
+    KnownNoise(
+        'mmengine', '"HardDiskBackend" is the alias of "LocalBackend"',
+        'the same FileClient, for a local work_dir'),
+    KnownNoise(
+        'mmengine', '`save_param_scheduler` is True but `self.param_schedulers` is None',
+        'said when a config has no param_scheduler, as YOLOv5 configs: their hook computes '
+        'the learning rate from the iteration and epoch, there is no state to save'),
+)
+
+
+class StackNoiseFilter(logging.Filter):
+    """Drops mmengine log records that :data:`STACK_NOISE` names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._messages = [re.compile(noise.message) for noise in STACK_NOISE
+                          if noise.category is None]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(pattern.match(message) for pattern in self._messages)
+
+
+def ignore_stack_warnings() -> None:
+    """Ignore the Python warnings of :data:`STACK_NOISE`, by module and message.
+
+    The same message from the user's code (another module) still shows.
+    """
+    for noise in STACK_NOISE:
+        if noise.category is not None:
+            warnings.filterwarnings('ignore', message=noise.message,
+                                    category=noise.category, module=noise.source)
+
+
+def silence_stack_noise() -> None:
+    """Ignore the Python warnings and mmengine log records of :data:`STACK_NOISE`.
+
+    Besides :func:`ignore_stack_warnings`, every ``MMLogger``, also those made later (the
+    Runner makes its own), gets a :class:`StackNoiseFilter`.
+    """
+    from mmengine.logging import MMLogger
+    ignore_stack_warnings()
+    stack_filter = StackNoiseFilter()
+    init = MMLogger.__init__
+
+    @functools.wraps(init)
+    def init_with_filter(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.addFilter(stack_filter)
+
+    MMLogger.__init__ = init_with_filter
+    for logger in MMLogger._instance_dict.values():
+        logger.addFilter(stack_filter)
+    ACTIVE_MEASURES.append(
+        f"the stack's known noise silenced: {len(STACK_NOISE)} messages, each named with "
+        'why in mmkd_yolo.compat.STACK_NOISE')
+
+
+def init_detector_without_weights(config, device: str = 'cpu'):
+    """mmdet's ``init_detector(config, None)``, for a caller that loads weights itself.
+
+    mmdet then warns "checkpoint is None, use COCO classes by default" right after
+    ``warnings.simplefilter('once')``, which puts itself before every filter: no filter
+    can ignore it, and outside a ``catch_warnings`` block it would stay in force for the
+    whole process. The block catches what the build warns and passes all else on.
+
+    Args:
+        config (Config): The detector's config (``model`` and test pipeline).
+        device (str): Where the model is built.
+
+    Returns:
+        nn.Module: The detector, with mmdet's ``cfg`` and COCO ``dataset_meta``.
+    """
+    from mmdet.apis import init_detector
+    with warnings.catch_warnings(record=True) as caught:
+        model = init_detector(config, None, device=device)
+    for w in caught:
+        if not str(w.message).startswith('checkpoint is None, use COCO classes'):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno,
+                                   source=w.source)
+    return model
+
+
 _applied = False
 
 
 def apply() -> None:
-    """Apply the import-time measures (1, 2 and 4) once; called by ``import mmkd_yolo``."""
+    """Apply the import-time measures (1, 2, 4 and 5) once; called by ``import mmkd_yolo``."""
     global _applied
     if _applied:
         return
+    silence_stack_noise()  # first, so that no step of the others warns
     import_mmrazor()
     _install_safe_checkpoint_loader()
     register_config_scope()

@@ -1,8 +1,12 @@
-"""The compatibility shims: mmrazor on torch 2.x, mmengine on the safe loader, mmcv ops."""
+"""The compatibility shims: mmrazor on torch 2.x, mmengine on the safe loader, mmcv ops,
+the stack's known noise."""
+import logging
 import os
 import pickle
+import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -11,6 +15,9 @@ import mmkd_yolo
 from mmkd_yolo import compat
 from mmkd_yolo.errors import UnsafeCheckpointError
 from mmkd_yolo.fileio import load_checkpoint_file
+
+from .conftest import REPO, STUDENT_N
+from .helpers.logs import logged
 
 
 def test_mmrazor_distillation_parts_registered():
@@ -180,3 +187,141 @@ def test_deep_input_is_a_recursion_error_not_a_crash():
     assert out.returncode == 0 and out.stdout.strip() == 'named', (out.returncode, out.stderr)
     from mmkd_yolo.compat import ACTIVE_MEASURES, RECURSION_MEASURE
     assert RECURSION_MEASURE in ACTIVE_MEASURES
+
+
+# --- the stack's known noise (measure 5) ----------------------------------------------------
+#: Each Python warning of compat.STACK_NOISE as the stack words it, and the module it is
+#: attributed to.
+STACK_WARNINGS = [
+    ('mmengine.utils.package_utils', UserWarning,
+     'pkg_resources is deprecated as an API. See https://setuptools.pypa.io/en/latest/'
+     'pkg_resources.html.'),
+    ('importlib', UserWarning, 'pkg_resources is deprecated as an API.'),
+    ('torch.serialization', UserWarning,
+     'Detected pickle protocol 3 in the checkpoint, which was not the default pickle '
+     'protocol used by `torch.load` (2).'),
+    ('torch._weights_only_unpickler', UserWarning,
+     'Detected pickle protocol 5 in the checkpoint, which was not the default pickle '
+     'protocol used by `torch.load` (2).'),
+    ('albumentations.core.composition', UserWarning,
+     'Got processor for bboxes, but no transform to process it.'),
+    ('mmcv.ops.nms', torch.jit.TracerWarning,
+     'Converting a tensor to a Python boolean might cause the trace to be incorrect.'),
+    ('torch.onnx._internal.torchscript_exporter.symbolic_opset11', UserWarning,
+     'Exporting aten::index operator of advanced indexing in opset 17 is achieved by '
+     'combination of multiple ONNX operators'),
+]
+
+
+@pytest.mark.parametrize('module,category,message', STACK_WARNINGS,
+                         ids=[m for m, _, _ in STACK_WARNINGS])
+def test_stack_warning_ignored_from_its_source_only(module, category, message):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        compat.ignore_stack_warnings()
+        warnings.warn_explicit(message, category, 'stack.py', 1, module=module)
+        assert caught == []
+        # the user's own code saying the same is the user's business
+        warnings.warn_explicit(message, category, 'train_mine.py', 1, module='train_mine')
+    assert [str(w.message) for w in caught] == [message]
+
+
+def _setup_cfg_filters():
+    """The ``ignore:`` lines of setup.cfg's pytest ``filterwarnings``, as filter arguments."""
+    import importlib
+    filters = []
+    with open(os.path.join(REPO, 'setup.cfg')) as f:
+        for line in f:
+            if line.strip().startswith('ignore:'):
+                _, message, category, module = (line.strip().split(':', 3) + [''] * 2)[:4]
+                path, _, name = category.rpartition('.')
+                category = getattr(importlib.import_module(path or 'builtins'), name)
+                filters.append((message, category, module))
+    return filters
+
+
+@pytest.mark.parametrize('module,category,message', STACK_WARNINGS,
+                         ids=[m for m, _, _ in STACK_WARNINGS])
+def test_setup_cfg_ignores_the_stack_warnings_too(module, category, message):
+    """pytest resets warning filters for every test: setup.cfg names them again."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        for f_message, f_category, f_module in _setup_cfg_filters():
+            warnings.filterwarnings('ignore', f_message, f_category, f_module)
+        warnings.warn_explicit(message, category, 'stack.py', 1, module=module)
+    assert caught == []
+
+
+def test_every_stack_warning_has_a_case():
+    covered = {(m, c) for m, c, _ in STACK_WARNINGS}
+    for noise in compat.STACK_NOISE:
+        if noise.category is not None:
+            assert any(re.match(noise.source, m) and c is noise.category
+                       for m, c in covered), noise
+
+
+STACK_LOG_RECORDS = [
+    'Failed to search registry with scope "mmyolo" in the "log_processor" registry tree. '
+    'As a workaround, the current "log_processor" registry in "mmengine" is used',
+    '"FileClient" will be deprecated in future. Please use io functions in '
+    'https://mmengine.readthedocs.io/en/latest/api/fileio.html#file-io',
+    '"HardDiskBackend" is the alias of "LocalBackend" and the former will be deprecated in '
+    'future.',
+    '`save_param_scheduler` is True but `self.param_schedulers` is None, so skip saving '
+    'parameter schedulers',
+]
+
+
+def test_stack_log_records_dropped_by_every_mmlogger():
+    from mmengine.logging import print_log
+    assert len(STACK_LOG_RECORDS) == sum(n.category is None for n in compat.STACK_NOISE)
+    # the same words about another registry may be about the user's config
+    users = ['Failed to search registry with scope "mmyolo" in the "model" registry tree.',
+             'warm-up of 1000 iterations would take 500% of this run']
+    with logged('noise_test_made_after_import') as records:  # as a Runner makes its own
+        for message in STACK_LOG_RECORDS + users:
+            print_log(message, 'current', logging.WARNING)
+    assert [r.getMessage() for r in records] == users
+
+
+def test_registry_fallback_does_not_say_mmkd_yolo_is_missing(monkeypatch):
+    """A registry without a location makes mmengine import ``mmkd_yolo.utils`` at the
+    first look-up, and, finding none, log "mmkd_yolo is not installed"."""
+    from mmkd_yolo import registry
+    for name in ('MODELS', 'TASK_UTILS', 'MODEL_WRAPPERS', 'HOOKS',
+                 'OPTIM_WRAPPER_CONSTRUCTORS', 'DATASETS', 'DATA_SAMPLERS', 'FUNCTIONS'):
+        reg = getattr(registry, name)
+        monkeypatch.setattr(reg, '_imported', False)
+        with logged(f'registry_test_{name}') as records:
+            reg.get('mmkd_yolo.NoSuchType')
+        assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == [], name
+
+
+def test_init_detector_without_weights_is_quiet_and_leaves_filters():
+    from mmkd_yolo.apis import load_config
+    cfg = load_config(STUDENT_N)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        filters = list(warnings.filters)
+        model = compat.init_detector_without_weights(cfg)
+        # mmdet's simplefilter('once') would hide every later repeat of any warning
+        assert warnings.filters == filters
+    assert not [w for w in caught if 'COCO classes' in str(w.message)]
+    assert len(model.dataset_meta['classes']) == 80
+
+
+def test_init_detector_without_weights_passes_other_warnings_on(monkeypatch):
+    import mmdet.apis
+
+    def init_detector(config, checkpoint, device):
+        warnings.simplefilter('once')
+        warnings.warn('checkpoint is None, use COCO classes by default.')
+        warnings.warn('the model is odd', RuntimeWarning)
+        return torch.nn.Identity()
+
+    monkeypatch.setattr(mmdet.apis, 'init_detector', init_detector)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        compat.init_detector_without_weights(None)
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (RuntimeWarning, 'the model is odd')]

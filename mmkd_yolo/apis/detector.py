@@ -10,6 +10,7 @@ from typing import List, Optional
 
 from mmengine.config import Config
 
+from ..compat import init_detector_without_weights
 from ..errors import ConfigError
 from .config import detector_cfgs, inner_dataset, load_config, set_test_img_scale
 from .data import apply_data_yaml
@@ -57,7 +58,6 @@ def load_detector(config: str, checkpoint: str, data: Optional[str] = None,
         nn.Module: The detector in eval mode, with ``cfg`` (its test config, as mmdet's
         ``init_detector`` sets it) and ``dataset_meta``.
     """
-    from mmdet.apis import init_detector
     cfg = load_config(config)
     if data:
         apply_data_yaml(cfg, data, splits=('val', ))
@@ -66,10 +66,7 @@ def load_detector(config: str, checkpoint: str, data: Optional[str] = None,
     test_cfg = Config({k: cfg[k] for k in TEST_KEYS if k in cfg})
     test_cfg.model = detector_cfgs(cfg)[0]
     test_cfg.model.pop('init_cfg', None)
-    import warnings
-    with warnings.catch_warnings():  # "checkpoint is None": the weights are loaded below
-        warnings.filterwarnings('ignore', message='checkpoint is None')
-        model = init_detector(test_cfg, None, device=device)
+    model = init_detector_without_weights(test_cfg, device=device)  # loaded below
     from ..converters import fit_detector, read_detector_weights
     report = fit_detector(model, read_detector_weights(checkpoint), 'evaluate',
                           f'the detector of {config!r}')

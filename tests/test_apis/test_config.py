@@ -241,7 +241,7 @@ def test_every_shipped_config_pulls_a_training_batch(path, shapes_dir):
     root = str(shapes_dir / 'data' / 'shapes')
     cfg = load_config(path)
     loader = cfg.train_dataloader
-    loader.update(batch_size=2, num_workers=0, persistent_workers=False)
+    loader.update(batch_size=2, num_workers=0, persistent_workers=False, pin_memory=False)
     loader.pop('sampler', None)
     loader.sampler = dict(type='DefaultSampler', shuffle=True)
     inner_dataset(loader).update(data_root=root, ann_file='annotations/train.json',
