@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from .conftest import REPO
-from .test_tools.test_readme_commands import SHORT, readme_commands, user_dir  # noqa: F401
+from .test_tools.test_readme_commands import SHORT, doc_commands, user_dir  # noqa: F401
 
 #: Left out of the copy the wheel is built from (what a clean clone does not hold).
 _NOT_SOURCE = {'.git', '.venv', 'work_dirs', 'data', 'build', 'dist', '.pytest_cache',
@@ -141,7 +141,7 @@ def test_readme_mim_commands_as_written(installed, user_dir):  # noqa: F811
     """The README's mim block, as written, in a user's folder with the package installed:
     train, test, export, and make demo's steps by mim run (on their tiny schedule,
     ``--fast``)."""
-    commands = readme_commands('### From any folder: mim')
+    commands = doc_commands('docs/en/get_started.md', '### From any folder: mim')
     assert [c.split()[:3] for c in commands][:3] == [
         ['mim', 'train', 'mmkd_yolo'], ['mim', 'test', 'mmkd_yolo'], ['mim', 'run', 'mmkd_yolo']]
     outputs = []

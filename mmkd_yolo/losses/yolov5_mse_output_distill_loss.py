@@ -33,7 +33,7 @@ class YOLOv5MSEOutputDistillLoss(YOLOv5HeadLossBase):
 
     Kept to compare against, not as a default: squared differences of raw logits are
     unbounded, and on real data with a pretrained student this loss at the scripts'
-    weight drives the student's mAP to zero (README, gain study). The default is the
+    weight drives the student's mAP to zero (docs/en/benchmarks/gain.md). The default is the
     bounded :class:`YOLOv5OutputDistillLoss`.
 
     Args:

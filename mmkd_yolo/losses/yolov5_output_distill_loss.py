@@ -165,7 +165,7 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
     The raw-MSE loss of the YOLOv5 distillation scripts
     (:class:`YOLOv5MSEOutputDistillLoss`) squares differences of raw logits summed over
     every class and cell: unbounded, and with a pretrained student it swamps the
-    detection loss and wrecks the student (see the README's gain study). This loss keeps
+    detection loss and wrecks the student (docs/en/benchmarks/gain.md). This loss keeps
     the scripts' teacher-objectness weighting but gives every part the form and scale of
     mmyolo's ``YOLOv5Head.loss_by_feat``, so ``loss_weight=1`` weighs distillation like
     the ground truth. Per level ``i``, with ``w = sigmoid(t_obj)`` (the teacher's
