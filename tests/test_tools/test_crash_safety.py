@@ -114,7 +114,14 @@ def test_kill_during_training_and_saving_then_resume(shapes_dir, tmp_path, monke
     for key, value in snap.connectors.items():
         assert torch.equal(value, raw[f'distiller.connectors.{key}']), key
     for key, value in snap.teacher.items():
-        assert torch.equal(value, raw[f'teacher.{key}']), key
+        # the checkpoint holds the teacher as it ran (bfloat16 on CPUs with native bf16);
+        # resuming keeps the float32 weights of teacher_ckpt it was rounded from
+        # (test_teacher_loading.py): equal to the saved ones within bfloat16's rounding
+        held = raw[f'teacher.{key}']
+        assert value.dtype == torch.float32 or not value.is_floating_point(), key
+        assert torch.allclose(value.float(), held.float(), rtol=2 ** -7, atol=1e-30), key
+        if held.dtype == torch.float32:
+            assert torch.equal(value, held), key
     state, saved_state = snap.optim['state'], saved['optimizer']['state']
     assert set(state) == set(saved_state) and len(state) > 0
     for key in saved_state:
