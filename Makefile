@@ -11,9 +11,9 @@ install:
 test: install
 	$(PY) -m pytest tests -q
 
-# the unit tests only (no subprocess or training runs): under a minute
+# the unit tests only (no subprocess or training runs), one pytest-xdist worker per core
 test-fast: install
-	$(PY) -m pytest tests -q -m "not slow"
+	$(PY) -m pytest tests -q -m "not slow" -n auto
 
 # FAST=1: the same steps on a tiny schedule (a smoke run of a few minutes)
 demo: install

@@ -1,10 +1,17 @@
 """Shared fixtures: a generated dataset and quick-run overrides of the shipped configs."""
+import os
 import os.path as osp
 
 import pytest
+import torch
 
 import mmkd_yolo  # noqa: F401  (compat measures, registries)
 from mmkd_yolo.datasets import make_shapes_dataset
+
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # `make test-fast` runs one pytest-xdist worker per core: one torch thread each, or
+    # the workers' thread pools fight over the same cores
+    torch.set_num_threads(1)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')

@@ -381,6 +381,7 @@ def _kd_only_sgd(model, cfg, batch, steps=10):
     return history
 
 
+@pytest.mark.slow  # ten training steps
 def test_kd_only_sgd_from_identical_weights_does_not_diverge(batch, tmp_path):
     """Train-mode BN puts the student's outputs away from the eval-mode teacher's even at
     identical weights; ten SGD steps on the KD loss alone at lr 0.01 must bring it down,

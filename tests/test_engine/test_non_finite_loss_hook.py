@@ -27,6 +27,7 @@ def test_names_the_bad_parts_and_the_last_finite_values():
     assert "'student.loss_cls': 1.25" in msg and '--resume' in msg
 
 
+@pytest.mark.slow  # a Runner's training run
 @pytest.mark.parametrize('config,extra', [
     (STUDENT_N, {}),  # a plain run: no check at all before
     # a distillation run whose distillation is stopped for the whole (1-epoch) run: the
