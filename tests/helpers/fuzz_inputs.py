@@ -626,7 +626,37 @@ def torch_bytes(obj: Any, legacy: bool = False) -> bytes:
     import torch
     buf = io.BytesIO()
     torch.save(obj, buf, _use_new_zipfile_serialization=not legacy)
-    return buf.getvalue()
+    data = buf.getvalue()
+    return _stable_storage_keys(data, obj) if legacy else data
+
+
+def _stable_storage_keys(data: bytes, obj: Any) -> bytes:
+    """The legacy format names each storage by its memory address (``str(_cdata)``), so
+    the same object saved twice differs in bytes and even in length, and hypothesis,
+    replaying a case, finds that its strategy drew differently (FlakyStrategyDefinition).
+    Each address becomes the rank of its first appearance in the pickle, zero-padded to a
+    fixed width (the loader reads the records in the order of the stored key list, which
+    is renamed with them)."""
+    import struct
+
+    import torch
+    keys, stack = set(), [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            keys.add(str(item.untyped_storage()._cdata))
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    def stored(key: bytes) -> bytes:
+        return b'X' + struct.pack('<I', len(key)) + key
+
+    found = sorted((data.find(stored(k.encode())), k.encode()) for k in keys)
+    renamed = {key: f'{rank:020d}'.encode() for rank, (_, key) in enumerate(found)}
+    for key, new in renamed.items():  # 20-digit names: no address is one
+        data = data.replace(stored(key), stored(new))
+    return data
 
 
 def _tensor(shape: List[int], dtype: str, value: float):
