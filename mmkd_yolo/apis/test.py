@@ -53,13 +53,13 @@ def prepare_test_cfg(config: str,
 
 
 def load_test_cfg(config: str,
-                work_dir: Optional[str] = None,
-                cfg_options: Optional[dict] = None,
-                launcher: str = 'none',
-                data: Optional[str] = None,
-                img_size: Optional[int] = None,
-                show_dir: Optional[str] = None,
-                json_prefix: Optional[str] = None) -> Config:
+                  work_dir: Optional[str] = None,
+                  cfg_options: Optional[dict] = None,
+                  launcher: str = 'none',
+                  data: Optional[str] = None,
+                  img_size: Optional[int] = None,
+                  show_dir: Optional[str] = None,
+                  json_prefix: Optional[str] = None) -> Config:
     """:func:`prepare_test_cfg`'s config before any weights are chosen (its arguments).
 
     The COCO metric is made class-wise (mmdet's ``CocoMetric(classwise=True)``: a
