@@ -8,12 +8,14 @@ export VENV
 install:
 	bash tools/misc/install_env.sh
 
+# one pytest-xdist worker per core; a worker idle at the end takes queued tests from the
+# other (worksteal: the suite's longest tests take minutes)
 test: install
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n auto --dist worksteal
 
-# the unit tests only (no subprocess or training runs), one pytest-xdist worker per core
+# the unit tests only (no subprocess or training runs)
 test-fast: install
-	$(PY) -m pytest tests -q -m "not slow" -n auto
+	$(PY) -m pytest tests -q -m "not slow" -n auto --dist worksteal
 
 # FAST=1: the same steps on a tiny schedule (a smoke run of a few minutes)
 demo: install

@@ -13,7 +13,7 @@
     # with the unlabeled images, and kd-out on the labeled quarter for as many iterations
     # (twice the epochs); real: coco128's training half, demo: make demo's set
     python benchmarks/kd_gain.py real-unlabeled [--seeds 0 1 2]
-    python benchmarks/kd_gain.py demo-unlabeled [--seeds 0 1 2]
+    python benchmarks/kd_gain.py demo-unlabeled [--seeds 0 1 2] [--unlabeled-images N]
 
 Every run is a plain ``tools/train.py`` run (plain and distilled launched the same way:
 ``--data``, ``--img-size``, ``--weights``, ``--t-weights``) whose log and checkpoints stay
@@ -75,6 +75,19 @@ VARIANTS: Dict[str, Optional[dict]] = {
     'kd-out+unlabeled': dict(unlabeled=0.5),
     'kd-out+unlabeled-r0.25': dict(unlabeled=0.25),
     'kd-out+unlabeled-r0.75': dict(unlabeled=0.75),
+    # at equal compute: the student sees the unlabeled images strongly augmented (two
+    # views, --unlabeled-aug strong), their output distillation weighs more
+    # (--unlabeled-weight), or both
+    'kd-out+unlabeled-2view': dict(unlabeled=0.5, aug='strong'),
+    'kd-out+unlabeled-w2': dict(unlabeled=0.5, weight=2.0),
+    'kd-out+unlabeled-2view-w2': dict(unlabeled=0.5, aug='strong', weight=2.0),
+    'kd-out+unlabeled-2view-w3': dict(unlabeled=0.5, aug='strong', weight=3.0),
+    # the unlabeled images get the detection loss too, against the teacher's boxes
+    # scoring above 0.5 (--unlabeled-pseudo-labels), alone and with the variants above
+    'kd-out+unlabeled-pl': dict(unlabeled=0.5, pseudo_labels=0.5),
+    'kd-out+unlabeled-2view-pl': dict(unlabeled=0.5, aug='strong', pseudo_labels=0.5),
+    'kd-out+unlabeled-2view-w2-pl': dict(unlabeled=0.5, aug='strong', weight=2.0,
+                                         pseudo_labels=0.5),
     # the control of kd-out+unlabeled: the labeled images alone for as many iterations
     # (half of each batch unlabeled doubles an epoch's iterations), twice the epochs
     'kd-out-2x-epochs': dict(epochs_factor=2),
@@ -88,6 +101,9 @@ VARIANTS: Dict[str, Optional[dict]] = {
 UNLABELED_VARIANTS = ['plain', 'kd-out', 'kd-out+unlabeled', 'kd-out-2x-epochs']
 #: Of each training set, every LABELED_EVERY-th image keeps its labels.
 LABELED_EVERY = 4
+#: ``--unlabeled-images`` beyond the demo's own: generated with the demo set's seed plus
+#: this, so they are never the demo's training or val images.
+EXTRA_SEED_OFFSET = 1000
 
 
 def parse_args():
@@ -105,8 +121,15 @@ def parse_args():
     parser.add_argument('--yolov5n', default=osp.join(SHARED, 'weights', 'yolov5n.pt'),
                         help='real regime: the official YOLOv5n checkpoint')
     parser.add_argument('--img-size', type=int, default=320, help='real regime')
+    parser.add_argument('--unlabeled-images', type=int, metavar='N',
+                        help='demo-unlabeled regime: give N unlabeled images (default: the '
+                        "demo's own three quarters of its training set; beyond those, more "
+                        'generated alike, with another seed)')
     args = parser.parse_args()
     unlabeled = args.regime.endswith('-unlabeled')
+    if args.unlabeled_images is not None and (args.regime != 'demo-unlabeled' or
+                                              args.unlabeled_images < 1):
+        parser.error('--unlabeled-images N (N >= 1) is for the demo-unlabeled regime')
     args.variants = args.variants or (UNLABELED_VARIANTS if unlabeled else ['plain', 'kd-out'])
     misplaced = [v for v in args.variants if (VARIANTS[v] or {}).get('unlabeled') and
                  not unlabeled]
@@ -123,11 +146,18 @@ def scaled(name: str, epochs: int, val_interval: int) -> tuple:
 
 
 def variant_switches(name: str, unlabeled: Optional[str]) -> List[str]:
-    """Command-line switches of a distilled variant (``--d-feature``, ``--unlabeled``)."""
+    """Command-line switches of a distilled variant (``--d-feature``, ``--unlabeled`` and
+    its ``-ratio``, ``-aug``, ``-weight``, ``-pseudo-labels``)."""
     spec = VARIANTS[name] or {}
     extra = [spec['switch']] if spec.get('switch') else []
     if spec.get('unlabeled'):
         extra += ['--unlabeled', unlabeled, '--unlabeled-ratio', str(spec['unlabeled'])]
+        if spec.get('aug'):
+            extra += ['--unlabeled-aug', spec['aug']]
+        if spec.get('weight'):
+            extra += ['--unlabeled-weight', str(spec['weight'])]
+        if spec.get('pseudo_labels'):
+            extra += ['--unlabeled-pseudo-labels', str(spec['pseudo_labels'])]
     return extra
 
 
@@ -231,10 +261,13 @@ def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
                      epochs=te)
     progress.step('teacher YOLOv5-s', took)
     teacher_ckpt = osp.join(teacher_dir, f'epoch_{te}.pth')
-    unlabeled = None
+    unlabeled, suffix = None, ''
     if args.regime == 'demo-unlabeled':
         labeled_json, unlabeled = demo_quarter(root, out)
         data_opts = data_opts + [f'train_dataloader.dataset.ann_file={labeled_json}']
+        if args.unlabeled_images is not None:
+            unlabeled, suffix = demo_unlabeled_images(task, unlabeled, out,
+                                                      args.unlabeled_images)
     runs = {v: {} for v in args.variants}
     for seed in args.seeds:
         shared = demo_run_dirs(task, seed)
@@ -245,6 +278,8 @@ def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
                 extra += ['--t-weights', teacher_ckpt]
                 extra += variant_switches(variant, unlabeled)
             wd = osp.join(out, variant, f'seed{seed}')
+            if (VARIANTS[variant] or {}).get('unlabeled'):
+                wd += suffix  # runs on other unlabeled images are other runs
             if args.regime == 'demo':  # the demo's own runs
                 wd = {'plain': shared['plain'], 'kd-out': shared['distilled']}.get(variant, wd)
             epochs, val_interval = scaled(variant, task['epochs'], task['val_interval'])
@@ -274,6 +309,46 @@ def demo_quarter(root: str, out: str) -> tuple:
                           for img in images
                           if img['id'] not in keep) + '\n')
     return labeled_json, unlabeled
+
+
+def demo_unlabeled_images(task: dict, own_list: str, out: str, n: int) -> tuple:
+    """The first ``n`` of the demo's unlabeled images and, past its own, of images made
+    by the demo set's generator (same size and object statistics) with another seed,
+    written once under ``out``.
+
+    Args:
+        task (dict): :data:`DEMO_TASK` or one of its shape.
+        own_list (str): The .txt list of the demo's own unlabeled images
+            (:func:`demo_quarter`).
+        out (str): The work folder.
+        n (int): How many unlabeled images.
+
+    Returns:
+        tuple: The .txt list of the ``n`` images, and the suffix of the work dirs of the
+        runs that use them (empty for the demo's own images, all of them).
+    """
+    with open(own_list) as f:
+        images = [line.strip() for line in f if line.strip()]
+    own = len(images)
+    if n > own:
+        seed = task['data_seed'] + EXTRA_SEED_OFFSET
+        root = osp.join(out, 'extra_unlabeled_{img_size}px_seed{seed}'.format(
+            img_size=task['img_size'], seed=seed))
+        made = osp.join(root, 'annotations', 'train.json')
+        count = 0
+        if osp.isfile(made):
+            with open(made) as f:
+                count = len(json.load(f)['images'])
+        if count < n - own:  # one generator stream: a larger set starts with the smaller
+            from mmkd_yolo.datasets import make_shapes_dataset
+            make_shapes_dataset(root, num_train=n - own, num_val=0,
+                                img_size=task['img_size'], seed=seed)
+        images += [osp.join(osp.abspath(root), 'train', f'train_{i:05d}.jpg')
+                   for i in range(n - own)]
+    path = osp.join(out, f'train_unlabeled_{n}.txt')
+    with open(path, 'w') as f:
+        f.write('\n'.join(images[:n]) + '\n')
+    return path, ('' if n == own else f'_u{n}')
 
 
 # --- report -------------------------------------------------------------------------------
@@ -374,6 +449,9 @@ def main():
     labels = (f'; labels on 1 in {LABELED_EVERY} training images, the others unlabeled '
               '(plain and kd-out: the labeled ones only)' if args.regime.endswith('-unlabeled')
               else '')
+    if args.unlabeled_images is not None:
+        labels += (f'; {args.unlabeled_images} unlabeled images (past the demo\'s own, '
+                   f'generated alike with seed {DEMO_TASK["data_seed"] + EXTRA_SEED_OFFSET})')
     if args.regime.startswith('real'):
         title = (f'Real data, fine-tuning the official YOLOv5n (teacher: the same checkpoint, '
                  f'--t-cfg), mmyolo\'s COCO config and the COCO s-to-n distillation config, '

@@ -3,15 +3,25 @@ import os
 import os.path as osp
 
 import pytest
-import torch
 
-import mmkd_yolo  # noqa: F401  (compat measures, registries)
-from mmkd_yolo.datasets import make_shapes_dataset
 
-if os.environ.get('PYTEST_XDIST_WORKER'):
-    # `make test-fast` runs one pytest-xdist worker per core: one torch thread each, or
-    # the workers' thread pools fight over the same cores
-    torch.set_num_threads(1)
+def pytest_configure(config):
+    """Import the package (its compat measures and registries) before any test module.
+
+    Not in pytest-xdist's controller process, which runs no test: the stack's import
+    (~5 s) would delay starting the workers, each of which imports it anyway.
+    """
+    if config.getoption('numprocesses', None) and not hasattr(config, 'workerinput'):
+        return
+    import torch
+
+    import mmkd_yolo  # noqa: F401
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        # one pytest-xdist worker per core: one torch thread each, in the worker and in
+        # the training runs its tests start, or the thread pools fight over the same cores
+        torch.set_num_threads(1)
+        os.environ['OMP_NUM_THREADS'] = '1'
+
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')
@@ -26,6 +36,7 @@ TEACHER_S = osp.join(CONFIGS, 'yolov5', f'yolov5_s-{CPU_TAIL}')
 @pytest.fixture(scope='session')
 def shapes_dir(tmp_path_factory):
     """A folder holding data/shapes/ (8 train, 4 val images of 64 px), as the configs expect."""
+    from mmkd_yolo.datasets import make_shapes_dataset
     root = tmp_path_factory.mktemp('shapes_run')
     make_shapes_dataset(str(root / 'data' / 'shapes'), num_train=8, num_val=4, img_size=64,
                         seed=1)

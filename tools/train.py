@@ -39,7 +39,9 @@ def main():
             t_precision=args.t_precision, d_output=args.d_output,
             d_feature=args.d_feature, data=args.data, weights=args.weights,
             img_size=args.img_size, epochs=args.epochs, unlabeled=args.unlabeled,
-            unlabeled_ratio=args.unlabeled_ratio)
+            unlabeled_ratio=args.unlabeled_ratio, unlabeled_weight=args.unlabeled_weight,
+            unlabeled_aug=args.unlabeled_aug,
+            unlabeled_pseudo_labels=args.unlabeled_pseudo_labels)
         check_data_files(cfg, ('train_dataloader', 'val_dataloader'))
         init_distributed(cfg)
         runner = build_runner(cfg)

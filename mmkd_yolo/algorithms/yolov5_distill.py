@@ -15,7 +15,9 @@ from mmrazor.models.utils import add_prefix
 from ..errors import ConfigError
 from ..registry import MODELS
 from ..models.detector_cfg import resolve_detector_cfg
-from ..models.mixed_batch import labeled_detection_loss, labeled_part, unlabeled_mask
+from ..models.mixed_batch import (image_weights_set, labeled_detection_loss, labeled_part,
+                                  split_views, unlabeled_image_weights, unlabeled_mask)
+from ..models.pseudo_labels import head_outputs_recorder, with_pseudo_labels
 from ..models.teacher_runtime import TeacherRuntime
 from .teacher_loading import keep_float32_teacher, load_teacher_weights
 
@@ -74,7 +76,13 @@ class YOLOv5Distill(SingleTeacherDistill):
       as its own scalar ``distill.<loss name>_<part>``;
     * the output-distillation loss takes the student head's own box / obj / cls loss
       weights, so its balance against the student loss follows class count, image size
-      and number of levels as mmyolo's YOLOv5 loss does.
+      and number of levels as mmyolo's YOLOv5 loss does;
+    * in a batch with unlabeled images (``--unlabeled``) the detection loss sees the
+      labeled ones only, or all with the teacher's confident boxes as the unlabeled
+      ones' targets (``pseudo_label_score_thr``); the student may see its own view of the
+      batch (``data_samples['student_inputs']``, ``--unlabeled-aug``), the teacher the
+      batch as loaded; and the output-distillation loss may weigh the unlabeled images
+      by ``unlabeled_weight``.
 
     Args:
         architecture (dict | BaseModel): The student, an mmyolo ``YOLODetector`` config
@@ -90,6 +98,16 @@ class YOLOv5Distill(SingleTeacherDistill):
             also under ``--amp``), ``bf16``, ``fp16`` (PyTorch autocast) or ``ort``
             (onnxruntime, float32, CPU). Its records are float32 for the losses.
             Defaults to 'auto'.
+        unlabeled_weight (float): Weight of each unlabeled image's share of the
+            output-distillation losses (those with ``image_weights``, e.g.
+            :class:`~mmkd_yolo.losses.YOLOv5OutputDistillLoss`), the labeled images'
+            being 1 (``--unlabeled-weight``). Feature losses (mmrazor's
+            ``ChannelWiseDivergence``) are not weighted. Defaults to 1.
+        pseudo_label_score_thr (float, optional): On a batch with unlabeled images, the
+            teacher's boxes on them scoring above this (in (0, 1)) become their detection
+            targets (:mod:`~mmkd_yolo.models.pseudo_labels`), and the student's detection
+            loss covers every image (``--unlabeled-pseudo-labels``). Defaults to None
+            (the detection loss on the labeled images only).
         data_preprocessor (dict, optional): Defaults to the student's.
         init_cfg (dict, optional): Initialisation config.
     """
@@ -100,8 +118,18 @@ class YOLOv5Distill(SingleTeacherDistill):
                  distiller: dict,
                  teacher_ckpt: Optional[str] = None,
                  teacher_precision: str = 'auto',
+                 unlabeled_weight: float = 1.0,
+                 pseudo_label_score_thr: Optional[float] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
+        if not unlabeled_weight > 0:
+            raise ConfigError(f'unlabeled_weight={unlabeled_weight} must be > 0 '
+                              '(--unlabeled-weight): it weighs the unlabeled images against '
+                              'the labeled ones, whose weight is 1.')
+        if pseudo_label_score_thr is not None and not 0 < pseudo_label_score_thr < 1:
+            raise ConfigError(f'pseudo_label_score_thr={pseudo_label_score_thr} is not in '
+                              '(0, 1) (--unlabeled-pseudo-labels): it is the least score of '
+                              "a teacher's box kept as a target, e.g. 0.5.")
         if isinstance(architecture, dict):
             architecture = MODELS.build(resolve_detector_cfg(architecture))
         if isinstance(teacher, dict):
@@ -125,6 +153,11 @@ class YOLOv5Distill(SingleTeacherDistill):
             init_cfg=init_cfg)
         self.teacher_ckpt = teacher_ckpt
         self.teacher_precision = teacher_precision
+        self.unlabeled_weight = float(unlabeled_weight)
+        self.pseudo_label_score_thr = pseudo_label_score_thr
+        self.teacher_head_recorder = (None if pseudo_label_score_thr is None else
+                                      head_outputs_recorder(
+                                          self.distiller.teacher_recorders.recorders))
         self.teacher_runtime = TeacherRuntime(self.teacher, self.distiller.teacher_recorders,
                                               teacher_precision)
         self.teacher_transferred = None
@@ -226,7 +259,8 @@ class YOLOv5Distill(SingleTeacherDistill):
         """Student detection losses plus distillation losses.
 
         Args:
-            batch_inputs (Tensor): Images, shape (N, 3, H, W).
+            batch_inputs (Tensor): Images, shape (N, 3, H, W), the teacher's view (and
+                the student's, unless ``data_samples`` holds ``student_inputs``).
             data_samples: The student's training targets, as mmyolo's data
                 preprocessor gives them.
 
@@ -235,13 +269,16 @@ class YOLOv5Distill(SingleTeacherDistill):
             distillation is stopped, ``distill.<name>`` (or ``distill.<name>_<part>``).
         """
         losses: LossResults = {}
+        student_inputs, data_samples = split_views(data_samples)
         unlabeled = unlabeled_mask(data_samples)
         if unlabeled is not None:
             if self.distillation_stopped and unlabeled.any():
                 # nothing to learn from images without labels any more: leave them out
+                # (the student's view differs from the teacher's on those images only)
                 batch_inputs, data_samples = labeled_part(batch_inputs, data_samples,
                                                           unlabeled)
                 unlabeled = data_samples['unlabeled']
+                student_inputs = None
             # per-iteration counts of the images used, logged (no 'loss' in the names:
             # not summed into the loss)
             losses['data.labeled'] = (~unlabeled).sum().float()
@@ -250,11 +287,17 @@ class YOLOv5Distill(SingleTeacherDistill):
                 unlabeled = None
         if not self.distillation_stopped:
             self.teacher_forward(batch_inputs)
+            if unlabeled is not None and self.pseudo_label_score_thr is not None:
+                data_samples, losses['data.pseudo_boxes'] = with_pseudo_labels(
+                    data_samples, self.teacher.bbox_head,
+                    self.distiller.get_record(self.teacher_head_recorder, False), unlabeled,
+                    self.pseudo_label_score_thr, batch_inputs.shape[-2:])
+        student_view = batch_inputs if student_inputs is None else student_inputs
         with self.distiller.student_recorders:
-            if unlabeled is None:
-                student_losses = self.student(batch_inputs, data_samples, mode='loss')
+            if unlabeled is None or self.pseudo_label_score_thr is not None:
+                student_losses = self.student(student_view, data_samples, mode='loss')
             else:
-                student_losses = labeled_detection_loss(self.student, batch_inputs,
+                student_losses = labeled_detection_loss(self.student, student_view,
                                                         data_samples, unlabeled)
         losses.update(add_prefix(student_losses, 'student'))
         if self.distillation_stopped:
@@ -266,7 +309,10 @@ class YOLOv5Distill(SingleTeacherDistill):
                 losses['student.loss_bbox'] = losses['student.loss_bbox'] + sum(idle)
             self._release_records()
             return losses
-        for name, value in self.distiller.compute_distill_losses().items():
+        weights = unlabeled_image_weights(unlabeled, self.unlabeled_weight)
+        with image_weights_set(self.distiller.distill_losses.values(), weights):
+            distill_losses = self.distiller.compute_distill_losses()
+        for name, value in distill_losses.items():
             if isinstance(value, dict):
                 for part, part_value in value.items():
                     losses[f'distill.{name}_{part}'] = part_value

@@ -19,6 +19,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def add_distill_args(parser: argparse.ArgumentParser) -> None:
     """The options of the YOLOv5 distillation scripts, and the data and size options."""
+    from .unlabeled import DEFAULT_UNLABELED_AUG, DEFAULT_UNLABELED_WEIGHT, UNLABELED_AUGS
     parser.add_argument('--t-weights', metavar='PATH',
                         help="teacher weights (sets the config's model.teacher_ckpt): "
                         'an mmyolo checkpoint or an Ultralytics YOLOv5 .pt')
@@ -46,6 +47,17 @@ def add_distill_args(parser: argparse.ArgumentParser) -> None:
                         'detection loss sees only the labeled ones')
     parser.add_argument('--unlabeled-ratio', type=float, metavar='R',
                         help='share of each batch taken by unlabeled images (default 0.5)')
+    parser.add_argument('--unlabeled-weight', type=float, metavar='W',
+                        help="weight of an unlabeled image in the output-distillation loss, "
+                        f"a labeled one's being 1 (> 0; default {DEFAULT_UNLABELED_WEIGHT:g})")
+    parser.add_argument('--unlabeled-aug', choices=sorted(UNLABELED_AUGS),
+                        help="the student's view of the unlabeled images: strong "
+                        '(photometric: colour, blur, noise, cutout; the teacher sees them '
+                        f'as loaded) or none (default {DEFAULT_UNLABELED_AUG})')
+    parser.add_argument('--unlabeled-pseudo-labels', type=float, metavar='SCORE',
+                        help="give the unlabeled images the detection loss too, against the "
+                        "teacher's boxes scoring above SCORE (in (0, 1), e.g. 0.5); "
+                        'default: off, distillation only')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--d-output', action='store_true',
                       help='distill the head outputs only (drops feature parts)')

@@ -106,8 +106,16 @@ def dry_run(cfg: Config, img_size: int = 320, batch_size: int = 2) -> List[str]:
              f'{img_size}x{img_size} images, loss forward + backward in '
              f'{time.time() - start - built:.1f}s', f'schedule: {schedule_summary(cfg)}']
     if num_unlabeled:
-        lines.append(f'unlabeled images: {num_unlabeled} of the {batch_size} (no boxes; the '
-                     'detection loss on the others, distillation on all)')
+        view = (type(model.data_preprocessor.student_aug).__name__
+                if 'student_inputs' in data['data_samples'] else "the teacher's")
+        detection = ('the detection loss on the others' if model.pseudo_label_score_thr is None
+                     else "the detection loss on all, theirs against the teacher's boxes "
+                     f'scoring > {model.pseudo_label_score_thr:g}: '
+                     f'{float(losses["data.pseudo_boxes"]):.1f} an image on this batch')
+        lines.append(f'unlabeled images: {num_unlabeled} of the {batch_size} (no boxes; '
+                     f'{detection}; distillation on all; output '
+                     f'distillation weighted {model.unlabeled_weight:g}; the student\'s '
+                     f'view: {view})')
     # what the recorders record on this batch (loss() releases its records once used)
     with torch.no_grad():
         model.teacher_forward(x)

@@ -17,7 +17,8 @@ from .data import apply_data_yaml
 from .distill_switches import apply_distill_switches, refit_connectors
 from .loaders import fit_loaders_to_machine
 from .schedule import apply_epochs
-from .unlabeled import DEFAULT_UNLABELED_RATIO, apply_unlabeled
+from .unlabeled import (DEFAULT_UNLABELED_AUG, DEFAULT_UNLABELED_PSEUDO_LABELS,
+                        DEFAULT_UNLABELED_RATIO, DEFAULT_UNLABELED_WEIGHT, apply_unlabeled)
 
 
 def prepare_train_cfg(config: str,
@@ -36,7 +37,10 @@ def prepare_train_cfg(config: str,
                       img_size: Optional[int] = None,
                       epochs: Optional[int] = None,
                       unlabeled: Optional[Sequence[str]] = None,
-                      unlabeled_ratio: Optional[float] = None) -> Config:
+                      unlabeled_ratio: Optional[float] = None,
+                      unlabeled_weight: Optional[float] = None,
+                      unlabeled_aug: Optional[str] = None,
+                      unlabeled_pseudo_labels: Optional[float] = None) -> Config:
     """Everything ``tools/train.py`` does to a config before the Runner is built.
 
     No side effects beyond the config (and cached conversions): a multi-process launch
@@ -66,6 +70,12 @@ def prepare_train_cfg(config: str,
             (folders, globs, ``.txt`` lists), added to a ``data.yaml``'s ``unlabeled``.
         unlabeled_ratio (float, optional): Their share of each batch (default
             :data:`DEFAULT_UNLABELED_RATIO`).
+        unlabeled_weight (float, optional): Their weight in the output-distillation loss
+            (default :data:`DEFAULT_UNLABELED_WEIGHT`).
+        unlabeled_aug (str, optional): The student's view of them, ``strong`` or ``none``
+            (default :data:`DEFAULT_UNLABELED_AUG`).
+        unlabeled_pseudo_labels (float, optional): Least score of a teacher's box kept
+            as their detection target (default :data:`DEFAULT_UNLABELED_PSEUDO_LABELS`).
 
     Returns:
         Config: Ready for :func:`build_runner`.
@@ -91,11 +101,19 @@ def prepare_train_cfg(config: str,
         apply_distill_switches(cfg, d_output=d_output, d_feature=d_feature)
     if t_cfg:
         refit_connectors(cfg)  # the config's connectors were for its own teacher
+    unlabeled_opts = {'--unlabeled-ratio': unlabeled_ratio, '--unlabeled-weight':
+                      unlabeled_weight, '--unlabeled-aug': unlabeled_aug,
+                      '--unlabeled-pseudo-labels': unlabeled_pseudo_labels}
     if sources:
-        apply_unlabeled(cfg, sources, DEFAULT_UNLABELED_RATIO if unlabeled_ratio is None
-                        else unlabeled_ratio)
-    elif unlabeled_ratio is not None:
-        raise ConfigError('--unlabeled-ratio, but no unlabeled images are used: give them '
+        apply_unlabeled(
+            cfg, sources, DEFAULT_UNLABELED_RATIO if unlabeled_ratio is None else unlabeled_ratio,
+            DEFAULT_UNLABELED_WEIGHT if unlabeled_weight is None else unlabeled_weight,
+            DEFAULT_UNLABELED_AUG if unlabeled_aug is None else unlabeled_aug,
+            DEFAULT_UNLABELED_PSEUDO_LABELS if unlabeled_pseudo_labels is None
+            else unlabeled_pseudo_labels)
+    elif any(v is not None for v in unlabeled_opts.values()):
+        given = [k for k, v in unlabeled_opts.items() if v is not None]
+        raise ConfigError(f'{", ".join(given)}, but no unlabeled images are used: give them '
                           'with --unlabeled PATH (or unlabeled: in the data.yaml) to a '
                           'distillation config.')
     if work_dir is not None:

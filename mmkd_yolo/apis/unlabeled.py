@@ -4,8 +4,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os.path as osp
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from mmengine.config import Config
 from mmengine.logging import print_log
@@ -23,10 +24,35 @@ from .config import inner_dataset, is_distill_cfg, type_name
 #: compute; 0.75 takes 4 (twice as long), and at equal iterations 0.75 and 0.5 are within a
 #: point (docs/en/benchmarks/unlabeled.md). Half: the best of the shares at equal iterations.
 DEFAULT_UNLABELED_RATIO = 0.5
+#: Weight of an unlabeled image's share of the output-distillation loss, a labeled one's
+#: being 1 (``--unlabeled-weight``; Consistent-Teacher and Efficient Teacher weigh their
+#: unlabeled loss 2 and 3). Off (1) until measured: TODO(lead): the result of
+#: ``benchmarks/kd_gain.py demo-unlabeled`` / ``real-unlabeled``, variants
+#: ``kd-out+unlabeled-w2`` / ``-2view-w2`` / ``-2view-w3`` against ``kd-out+unlabeled``.
+DEFAULT_UNLABELED_WEIGHT = 1.0
+#: The student's view of the unlabeled images (``--unlabeled-aug``): ``none``, the
+#: teacher's; ``strong``, a strong photometric augmentation of it
+#: (:class:`~mmkd_yolo.models.UnlabeledPhotometricAug`). Off (none) until measured:
+#: TODO(lead): the result of the variants ``kd-out+unlabeled-2view`` / ``-2view-w2`` /
+#: ``-2view-w3`` against ``kd-out+unlabeled``.
+DEFAULT_UNLABELED_AUG = 'none'
+#: Least score of a teacher's box kept as an unlabeled image's detection target
+#: (``--unlabeled-pseudo-labels``; Efficient Teacher and Unbiased Teacher keep boxes above
+#: 0.5 to 0.7). Off (None: the unlabeled images get the distillation losses only) until
+#: measured: TODO(lead): the result of ``benchmarks/kd_gain.py demo-unlabeled`` /
+#: ``real-unlabeled``, variants ``kd-out+unlabeled-pl`` / ``-2view-pl`` / ``-2view-w2-pl``
+#: against ``kd-out+unlabeled`` and ``kd-out-2x-epochs``.
+DEFAULT_UNLABELED_PSEUDO_LABELS: Optional[float] = None
+#: ``--unlabeled-aug`` -> the preprocessor's ``student_aug``.
+UNLABELED_AUGS = {'none': None, 'strong': dict(type='mmkd_yolo.UnlabeledPhotometricAug')}
 
 
 def apply_unlabeled(cfg: Config, sources: Sequence[str],
-                    ratio: float = DEFAULT_UNLABELED_RATIO) -> List[str]:
+                    ratio: float = DEFAULT_UNLABELED_RATIO,
+                    weight: float = DEFAULT_UNLABELED_WEIGHT,
+                    aug: str = DEFAULT_UNLABELED_AUG,
+                    pseudo_labels: Optional[float] = DEFAULT_UNLABELED_PSEUDO_LABELS
+                    ) -> List[str]:
     """Train on the labeled set and on unlabeled images, in every batch, in place.
 
     The training set becomes mmengine's ``ConcatDataset`` of the config's own (labeled)
@@ -38,7 +64,10 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
     ``int(ratio * batch_size)`` unlabeled images, the rest labeled
     (:func:`~mmkd_yolo.datasets.split_batch`). The batch's mask of
     unlabeled images reaches :class:`~mmkd_yolo.algorithms.YOLOv5Distill`, which computes
-    the student's detection loss on the labeled images and the distillation losses on all.
+    the student's detection loss on the labeled images (on all with ``pseudo_labels``,
+    the unlabeled ones against the teacher's boxes scoring above it) and the distillation
+    losses on all (the output-distillation loss weighing the unlabeled ones by ``weight``,
+    the student seeing them through ``aug``).
 
     Args:
         cfg (Config): A distillation config with mmyolo's fast YOLOv5 data path
@@ -46,6 +75,14 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
             ``--img-size`` are applied.
         sources (Sequence[str]): Folders, globs, ``.txt`` lists or image files.
         ratio (float): Share of unlabeled images in a batch, in (0, 1).
+        weight (float): Weight of an unlabeled image in the output-distillation loss, > 0
+            (``YOLOv5Distill(unlabeled_weight=...)``).
+        aug (str): The student's view of the unlabeled images: ``none`` (the teacher's)
+            or ``strong`` (:class:`~mmkd_yolo.models.UnlabeledPhotometricAug`).
+        pseudo_labels (float, optional): Least score, in (0, 1), of a teacher's box kept
+            as an unlabeled image's detection target
+            (``YOLOv5Distill(pseudo_label_score_thr=...)``); None: no detection loss on
+            the unlabeled images.
 
     Returns:
         list[str]: The unlabeled images used.
@@ -57,6 +94,18 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
     if not 0 < ratio < 1:
         raise ConfigError(f'--unlabeled-ratio {ratio} is not in (0, 1): it is the share of '
                           'each batch taken by unlabeled images.')
+    if not (weight > 0 and math.isfinite(weight)):
+        raise ConfigError(f'--unlabeled-weight {weight} is not in (0, inf): it is the weight '
+                          'of an unlabeled image in the output-distillation loss, a labeled '
+                          "one's being 1 (e.g. 2).")
+    if aug not in UNLABELED_AUGS:
+        raise ConfigError(f'--unlabeled-aug {aug!r} is not one of {sorted(UNLABELED_AUGS)}: '
+                          "'strong' gives the student a photometrically augmented view of "
+                          "the unlabeled images, 'none' the teacher's.")
+    if pseudo_labels is not None and not 0 < pseudo_labels < 1:
+        raise ConfigError(f'--unlabeled-pseudo-labels {pseudo_labels} is not in (0, 1): it '
+                          "is the least score of a teacher's box kept as an unlabeled "
+                          "image's detection target (e.g. 0.5).")
     loader = cfg.train_dataloader
     batch_size = loader.batch_size
     source_ratio = [1 - ratio, ratio]
@@ -95,10 +144,22 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
     cfg.model.data_preprocessor = dict(copy.deepcopy(preprocessor),
                                        type='YOLOv5UnlabeledDataPreprocessor',
                                        _scope_='mmkd_yolo')
+    if UNLABELED_AUGS[aug]:
+        cfg.model.data_preprocessor['student_aug'] = copy.deepcopy(UNLABELED_AUGS[aug])
+    cfg.model.unlabeled_weight = weight
+    if pseudo_labels is not None:
+        cfg.model.pseudo_label_score_thr = pseudo_labels
     _distil_to_the_end(cfg)
+    view = ('the student sees them strongly augmented (colour, blur, noise, cutout), the '
+            'teacher as loaded' if UNLABELED_AUGS[aug] else 'teacher and student see the same '
+            'images')
+    targets = ('distillation loss only' if pseudo_labels is None else
+               f"detection loss against the teacher's boxes scoring > {pseudo_labels:g} "
+               '(--unlabeled-pseudo-labels) and distillation losses')
     print_log(f'--unlabeled: {len(images)} images from {list(sources)}; each batch of '
               f'{batch_size}: {n_labeled} labeled (detection and '
-              f'distillation losses) + {n_unlabeled} unlabeled (distillation loss only); an '
+              f'distillation losses) + {n_unlabeled} unlabeled ({targets}, '
+              f'output distillation weighted {weight:g}; --unlabeled-aug {aug}: {view}); an '
               'epoch is the labeled set once', 'current')
     overlap = count_overlap(images, _val_images(cfg))
     if overlap:

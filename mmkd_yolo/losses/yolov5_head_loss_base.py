@@ -1,10 +1,11 @@
 """What the YOLOv5 output-distillation losses share: the student head's part weights,
-the shape check and mmyolo's batch scaling."""
+per-image weights, the shape check and mmyolo's batch scaling."""
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
 from mmengine.dist import get_world_size
+import torch
 from torch import Tensor, nn
 
 #: (cls_scores, bbox_preds, objectnesses), one tensor per level, as mmyolo's
@@ -14,6 +15,10 @@ HeadOutputs = Tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor]]
 
 class YOLOv5HeadLossBase(nn.Module):
     """Base of the output-distillation losses (not registered: not a loss by itself).
+
+    ``image_weights`` (None, or a tensor (N,)) weighs each image's share of the next
+    forward's loss: :class:`~mmkd_yolo.algorithms.YOLOv5Distill` sets it for the call
+    (``unlabeled_weight``) and clears it afterwards. Not a buffer: never saved.
 
     Args:
         loss_weight (float): Overall weight against the student loss.
@@ -33,6 +38,7 @@ class YOLOv5HeadLossBase(nn.Module):
         self.box_weight = box_weight
         self.obj_weight = obj_weight
         self.cls_weight = cls_weight
+        self.image_weights: Optional[Tensor] = None
 
     def inherit_head_weights(self, head: nn.Module) -> None:
         """Take unset part weights from an mmyolo ``YOLOv5Head``'s loss weights
@@ -55,6 +61,17 @@ class YOLOv5HeadLossBase(nn.Module):
                 f'{type(self).__name__} has no head weights: build it inside YOLOv5Distill, '
                 'which takes them from the student (or call '
                 'inherit_head_weights(student.bbox_head)).')
+
+    def _image_weights(self, num_images: int) -> Optional[Tensor]:
+        """``image_weights`` as float32 (N,), checked against the batch; None if unset."""
+        weights = self.image_weights
+        if weights is None:
+            return None
+        if weights.shape != (num_images, ):
+            raise ValueError(
+                f'{type(self).__name__}.image_weights has shape {tuple(weights.shape)}, '
+                f'but the batch has {num_images} images: give one weight per image.')
+        return weights.detach().to(torch.float32)
 
     @staticmethod
     def _check_level(i: int, s_preds: HeadOutputs, t_preds: HeadOutputs) -> None:

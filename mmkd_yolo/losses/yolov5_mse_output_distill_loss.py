@@ -29,7 +29,10 @@ class YOLOv5MSEOutputDistillLoss(YOLOv5HeadLossBase):
     the batch size. The part weights default to the student head's own
     ``loss_bbox / loss_obj / loss_cls`` weights (mmyolo's equivalent of Ultralytics'
     ``hyp['box'/'obj'/'cls']`` after their scaling by levels, classes and image size);
-    :class:`YOLOv5Distill` fills them in from the student.
+    :class:`YOLOv5Distill` fills them in from the student. With ``image_weights`` (N,)
+    set (:class:`YOLOv5Distill`'s ``unlabeled_weight``), ``w`` of image ``n`` is
+    multiplied by its weight: the means still divide by every element, so an image of
+    weight 2 counts as two.
 
     Kept to compare against, not as a default: squared differences of raw logits are
     unbounded, and on real data with a pretrained student this loss at the scripts'
@@ -68,12 +71,15 @@ class YOLOv5MSEOutputDistillLoss(YOLOv5HeadLossBase):
         zero = s_box[0].new_zeros(())
         l_box, l_obj, l_cls = zero, zero, zero
         multi_class = True
+        image_weights = self._image_weights(s_box[0].shape[0])
         for i in range(len(s_box)):
             self._check_level(i, s_preds, t_preds)
             n, a, h, w = s_obj[i].shape
             nc = s_cls[i].shape[1] // a
             multi_class = nc > 1
             weight = t_obj[i].detach().sigmoid().view(n, a, 1, h, w)
+            if image_weights is not None:
+                weight = weight * image_weights.to(weight.dtype).view(n, 1, 1, 1, 1)
             l_box = l_box + (((s_box[i] - t_box[i].detach())**2).view(n, a, 4, h, w) *
                              weight).mean()
             l_obj = l_obj + ((s_obj[i] - t_obj[i].detach())**2 * weight.view(n, a, h, w)).mean()

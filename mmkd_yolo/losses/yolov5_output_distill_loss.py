@@ -42,24 +42,33 @@ class _WeightedBernoulliKL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, s: Tensor, t: Tensor, weight: Optional[Tensor], tau: float) -> Tensor:
+    def forward(ctx, s: Tensor, t: Tensor, weight: Optional[Tensor], tau: float,
+                image_weights: Optional[Tensor]) -> Tensor:
         total = s.new_zeros(())
         grad_s = torch.empty_like(s)
+        # an image's weight scales its sum and gradient; images of weight 1 (and all
+        # without image_weights) take the unweighted steps, to the bit
+        scales = [1.0] * s.shape[0] if image_weights is None else image_weights.tolist()
         # no autocast (--amp): it would run the weighted sum (a matmul) in half precision
         with torch.autocast(device_type=s.device.type, enabled=False):
-            for i in range(s.shape[0]):
+            for i, scale in enumerate(scales):
                 s_i, t_i = _scaled_copy(s[i], tau), _scaled_copy(t[i], tau)
                 p = t_i.sigmoid()
                 q = torch.sigmoid(s_i, out=grad_s[i])
                 kl = torch.div(p, q).log_()
                 diff = s_i.sub_(t_i)
                 kl.add_(diff).addcmul_(diff, p, value=-1)  # + (1 - p) * (s - t)
+                q.sub_(p)
                 if weight is None:
-                    total += kl.sum()
-                    q.sub_(p).div_(tau)
+                    part = kl.sum()
+                    if scale == 1.0:
+                        q.div_(tau)
+                    else:
+                        q.mul_(scale / tau)
                 else:  # (A, C, L) @ (A, L, 1): the weighted sum in one pass
-                    total += torch.matmul(kl, weight[i].transpose(-1, -2)).sum()
-                    q.sub_(p).mul_(weight[i] / tau)
+                    part = torch.matmul(kl, weight[i].transpose(-1, -2)).sum()
+                    q.mul_(weight[i] / tau if scale == 1.0 else weight[i] * (scale / tau))
+                total += part if scale == 1.0 else part * scale
         ctx.save_for_backward(grad_s)
         return total
 
@@ -68,13 +77,14 @@ class _WeightedBernoulliKL(torch.autograd.Function):
         # in place: a second backward through the same graph fails on autograd's own
         # version check of the saved tensor instead of returning a wrong gradient
         grad_s, = ctx.saved_tensors
-        return grad_s.mul_(grad), None, None, None
+        return grad_s.mul_(grad), None, None, None, None
 
 
 def weighted_bernoulli_kl(s_logits: Tensor,
                           t_logits: Tensor,
                           weight: Optional[Tensor] = None,
-                          tau: float = 1.0) -> Tensor:
+                          tau: float = 1.0,
+                          image_weights: Optional[Tensor] = None) -> Tensor:
     """Weighted sum of the KL(teacher || student) of independent Bernoulli outputs.
 
     Per element, in closed form with logits divided by ``tau``,
@@ -90,14 +100,18 @@ def weighted_bernoulli_kl(s_logits: Tensor,
         weight (Tensor, optional): Per-cell weights, shape (N, A, 1, L), shared by the C
             outputs of a cell (not differentiated). Defaults to None (all ones).
         tau (float): Temperature.
+        image_weights (Tensor, optional): Per-image factors, shape (N,), on top of
+            ``weight`` (not differentiated). Defaults to None (all ones).
 
     Returns:
         Tensor: A non-negative scalar.
     """
     if weight is not None:
         weight = weight.detach()
+    if image_weights is not None:
+        image_weights = image_weights.detach()
     return _WeightedBernoulliKL.apply(s_logits.contiguous(), t_logits.detach().contiguous(),
-                                      weight, tau)
+                                      weight, tau, image_weights)
 
 
 def decode_xywh(bbox_pred: Tensor, priors: Tensor) -> Tuple[Tensor, ...]:
@@ -182,6 +196,11 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
     the student head's ``loss_obj / loss_cls / loss_bbox`` weights, by ``loss_weight`` and
     by batch size x world size, the factor mmyolo applies to the student loss.
 
+    With ``image_weights`` (N,) set (:class:`YOLOv5Distill`'s ``unlabeled_weight``), each
+    image's terms are multiplied by its weight, and ``sum(w)`` stays the teacher's
+    weights' unweighted sum: an image of weight 2 counts as two (were the normaliser
+    weighted too, a batch of unlabeled images alone would not change at all).
+
     Args:
         loss_weight (float): Overall weight against the student loss. Defaults to 1.
         tau (float): Temperature of the obj and cls KL (multiplied back by ``tau**2``).
@@ -236,6 +255,7 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
         zero = s_box[0].new_zeros(())
         l_box, l_obj, l_cls = zero, zero, zero
         multi_class = True
+        image_weights = self._image_weights(s_box[0].shape[0])
         for i in range(len(s_box)):
             self._check_level(i, s_preds, t_preds)
             n, a, h, w = s_obj[i].shape
@@ -245,13 +265,17 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
             t_obj_i = t_obj[i].detach().float().view(n, a, 1, h * w)
             weight = t_obj_i.sigmoid()  # (N, A, 1, H * W)
             norm = weight.sum().clamp(min=1.0)
-            l_obj = l_obj + weighted_bernoulli_kl(s_obj_i, t_obj_i, tau=self.tau) * (
-                self.obj_level_weights[i] * self.tau**2 / s_obj_i.numel())
+            l_obj = l_obj + weighted_bernoulli_kl(
+                s_obj_i, t_obj_i, tau=self.tau, image_weights=image_weights) * (
+                    self.obj_level_weights[i] * self.tau**2 / s_obj_i.numel())
 
             ciou = ciou_xywh(
                 decode_xywh(s_box[i].float().view(n, a, 4, h, w), self.priors[i]),
                 decode_xywh(t_box[i].detach().float().view(n, a, 4, h, w), self.priors[i]))
-            l_box = l_box + ((1.0 - ciou) * weight.view(n, a, h, w)).sum() / norm
+            box_weight = weight.view(n, a, h, w)
+            if image_weights is not None:
+                box_weight = box_weight * image_weights.view(n, 1, 1, 1)
+            l_box = l_box + ((1.0 - ciou) * box_weight).sum() / norm
 
             nc = s_cls[i].shape[1] // a
             multi_class = nc > 1
@@ -259,5 +283,5 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
                 l_cls = l_cls + weighted_bernoulli_kl(
                     s_cls[i].float().view(n, a, nc, h * w),
                     t_cls[i].detach().float().view(n, a, nc, h * w), weight,
-                    self.tau) * (self.tau**2 / (nc * norm))
+                    self.tau, image_weights) * (self.tau**2 / (nc * norm))
         return self._scaled(l_box, l_obj, l_cls if multi_class else None, s_box[0].shape[0])

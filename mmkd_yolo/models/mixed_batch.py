@@ -1,12 +1,16 @@
-"""Batches that mix labeled and unlabeled images (``--unlabeled``): the labeled part.
+"""Batches that mix labeled and unlabeled images (``--unlabeled``): the labeled part,
+the student's view and the images' weights.
 
 mmkd_yolo's collate marks each image of a batch in ``data_samples['unlabeled']``, shape
-(N,); the student's detection loss is computed on the labeled images only, the
-distillation losses on all of them.
+(N,); the student's detection loss is computed on the labeled images only (or on all,
+the unlabeled ones against the teacher's boxes: :mod:`.pseudo_labels`), the
+distillation losses on all of them. The preprocessor may add the student's own view of
+the batch (``data_samples['student_inputs']``, ``--unlabeled-aug``).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -96,3 +100,45 @@ def labeled_detection_loss(detector: nn.Module, batch_inputs: torch.Tensor,
     return detector.bbox_head.loss_by_feat(
         [c[keep] for c in cls_scores], [b[keep] for b in bbox_preds],
         [o[keep] for o in objectnesses], boxes, metas)
+
+
+def split_views(data_samples) -> Tuple[Optional[torch.Tensor], object]:
+    """The student's view of the batch, and the samples without it.
+
+    Returns:
+        tuple: ``student_inputs`` (N, 3, H, W) or None when the student sees the
+        teacher's inputs, and ``data_samples`` (a new dict without that key, else as
+        given: the caller's dict is not changed).
+    """
+    if not isinstance(data_samples, dict) or 'student_inputs' not in data_samples:
+        return None, data_samples
+    rest = {k: v for k, v in data_samples.items() if k != 'student_inputs'}
+    return data_samples['student_inputs'], rest
+
+
+def unlabeled_image_weights(unlabeled: Optional[torch.Tensor],
+                            weight: float) -> Optional[torch.Tensor]:
+    """Per-image weights of the output-distillation loss, shape (N,): 1 for labeled
+    images, ``weight`` for unlabeled ones; None (no weighting) for a batch without
+    unlabeled images or with ``weight`` 1."""
+    if unlabeled is None or weight == 1.0 or not unlabeled.any():
+        return None
+    ones = torch.ones(unlabeled.shape, dtype=torch.float32, device=unlabeled.device)
+    return torch.where(unlabeled, ones * weight, ones)
+
+
+@contextmanager
+def image_weights_set(losses: Iterable[nn.Module],
+                      weights: Optional[torch.Tensor]) -> Iterator[None]:
+    """Give ``weights`` (N,) to each loss with an ``image_weights`` attribute for the
+    duration, and clear them afterwards, also when a loss raises (a later batch of
+    another size would otherwise meet stale weights)."""
+    takers = [loss for loss in losses if hasattr(loss, 'image_weights')]
+    if weights is not None:
+        for loss in takers:
+            loss.image_weights = weights
+    try:
+        yield
+    finally:
+        for loss in takers:
+            loss.image_weights = None

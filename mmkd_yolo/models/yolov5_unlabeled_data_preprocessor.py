@@ -1,6 +1,10 @@
-"""mmyolo's YOLOv5 data preprocessor, keeping the batch's mask of unlabeled images."""
+"""mmyolo's YOLOv5 data preprocessor, keeping the batch's mask of unlabeled images and,
+optionally, making the student's augmented view of them."""
 from __future__ import annotations
 
+from typing import Optional
+
+import torch
 from mmyolo.models.data_preprocessors import YOLOv5DetDataPreprocessor
 
 from ..registry import MODELS
@@ -14,10 +18,28 @@ class YOLOv5UnlabeledDataPreprocessor(YOLOv5DetDataPreprocessor):
     (``bboxes_labels``, ``img_metas``, masks, keypoints), which would drop the mask of
     unlabeled images that :func:`~mmkd_yolo.datasets.yolov5_unlabeled_collate` adds.
     ``tools/train.py --unlabeled`` puts this class in place of the student's.
+
+    With ``student_aug`` (``--unlabeled-aug strong``) it also makes the student's view of
+    a training batch, ``data_samples['student_inputs']``: the unlabeled images augmented
+    (in pixel space: the normalisation undone with this preprocessor's own mean and std,
+    augmented, redone), the labeled ones as they are. The teacher keeps ``inputs``.
+
+    Args:
+        *args: As ``YOLOv5DetDataPreprocessor``'s.
+        student_aug (dict, optional): The augmentation of the student's view, a MODELS
+            config taking and returning pixel values (M, 3, H, W) in [0, 255], e.g.
+            ``dict(type='mmkd_yolo.UnlabeledPhotometricAug')``. Defaults to None (one view).
+        **kwargs: As ``YOLOv5DetDataPreprocessor``'s.
     """
 
+    def __init__(self, *args, student_aug: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.student_aug = MODELS.build(student_aug) if student_aug else None
+
     def forward(self, data: dict, training: bool = False) -> dict:
-        """Normalise and pad as mmyolo's; in training, keep ``unlabeled``, shape (N,).
+        """Normalise and pad as mmyolo's; in training, keep ``unlabeled``, shape (N,), and
+        add ``student_inputs`` (N, 3, H, W) when ``student_aug`` is set and the batch has
+        unlabeled images.
 
         Args:
             data (dict): ``inputs`` and ``data_samples`` from the dataloader.
@@ -29,5 +51,23 @@ class YOLOv5UnlabeledDataPreprocessor(YOLOv5DetDataPreprocessor):
         out = super().forward(data, training)
         samples = data.get('data_samples')
         if training and isinstance(samples, dict) and 'unlabeled' in samples:
-            out['data_samples']['unlabeled'] = samples['unlabeled'].to(out['inputs'].device)
+            unlabeled = samples['unlabeled'].to(out['inputs'].device)
+            out['data_samples']['unlabeled'] = unlabeled
+            if self.student_aug is not None and unlabeled.any():
+                out['data_samples']['student_inputs'] = self._student_view(
+                    out['inputs'], unlabeled)
         return out
+
+    @torch.no_grad()
+    def _student_view(self, inputs: torch.Tensor, unlabeled: torch.Tensor) -> torch.Tensor:
+        """``inputs`` (N, 3, H, W) with the unlabeled rows replaced by their augmented
+        copy, normalised as ``inputs``."""
+        pixels = inputs[unlabeled]
+        if self._enable_normalize:
+            pixels = pixels * self.std + self.mean
+        augmented = self.student_aug(pixels)
+        if self._enable_normalize:
+            augmented = (augmented - self.mean) / self.std
+        student = inputs.clone()
+        student[unlabeled] = augmented.to(student.dtype)
+        return student

@@ -16,7 +16,7 @@ from mmkd_yolo.apis import prepare_train_cfg
 from mmkd_yolo.apis.unlabeled import _val_images, apply_unlabeled
 from mmkd_yolo.errors import ConfigError
 
-from ..conftest import KD_OUT_S2N, STUDENT_N
+from ..conftest import KD_OUT_N2N, KD_OUT_S2N, STUDENT_N
 from ..helpers.logs import logged
 from ..test_datasets.test_yolo_data import make_yolo_tree
 
@@ -207,3 +207,120 @@ def test_val_overlap_warning_sees_a_concatenated_val_set(tmp_path, shapes_dir):
     assert any(r.levelno == logging.WARNING and
                '2 of the 5 unlabeled images are also val images' in r.getMessage()
                for r in records), [r.getMessage() for r in records]
+
+
+# --- the student's view and the unlabeled images' weight (--unlabeled-aug / -weight) --------
+def test_weight_and_view_reach_the_model_and_the_log(tmp_path):
+    folder = black_images(tmp_path / 'u', 2)
+    default = prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder])
+    assert default.model.unlabeled_weight == 1.0
+    assert 'student_aug' not in default.model.data_preprocessor
+    with logged('unlabeled_view_test') as records:
+        cfg = prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder], unlabeled_weight=2.0,
+                                unlabeled_aug='strong')
+    assert cfg.model.unlabeled_weight == 2.0
+    assert cfg.model.data_preprocessor.student_aug == dict(type='mmkd_yolo.UnlabeledPhotometricAug')
+    line = next(r.getMessage() for r in records if 'images from' in r.getMessage())
+    assert 'output distillation weighted 2;' in line, line
+    assert '--unlabeled-aug strong: the student sees them strongly augmented' in line, line
+
+
+@pytest.mark.parametrize('options, message', [
+    (dict(unlabeled_weight=0.0), r'--unlabeled-weight 0.0 is not in \(0, inf\)'),
+    (dict(unlabeled_weight=-1.0), r'--unlabeled-weight -1.0 is not in \(0, inf\)'),
+    (dict(unlabeled_weight=float('nan')), r'--unlabeled-weight nan is not in \(0, inf\)'),
+    (dict(unlabeled_weight=float('inf')), r'--unlabeled-weight inf is not in \(0, inf\)'),
+    (dict(unlabeled_aug='weak'), r"--unlabeled-aug 'weak' is not one of \['none', 'strong'\]"),
+])
+def test_bad_weight_or_view_named_with_the_valid_values(tmp_path, options, message):
+    folder = black_images(tmp_path / 'u', 2)
+    with pytest.raises(ConfigError, match=message):
+        prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder], **options)
+
+
+@pytest.mark.parametrize('options, named', [
+    (dict(unlabeled_weight=2.0), '--unlabeled-weight'),
+    (dict(unlabeled_aug='strong'), '--unlabeled-aug'),
+    (dict(unlabeled_ratio=0.5, unlabeled_aug='none'), '--unlabeled-ratio, --unlabeled-aug'),
+])
+def test_weight_or_view_without_unlabeled_images_refused(options, named):
+    with pytest.raises(ConfigError, match=f'{named}, but no unlabeled images are used'):
+        prepare_train_cfg(KD_OUT_S2N, **options)
+
+
+def test_command_line_options_parse_and_refuse_unknown_views(capsys):
+    import argparse
+
+    from mmkd_yolo.apis import add_distill_args
+    parser = argparse.ArgumentParser()
+    add_distill_args(parser)
+    args = parser.parse_args(['--unlabeled', 'u', '--unlabeled-weight', '2.5',
+                              '--unlabeled-aug', 'strong'])
+    assert args.unlabeled_weight == 2.5 and args.unlabeled_aug == 'strong'
+    plain = parser.parse_args([])
+    assert plain.unlabeled_weight is None and plain.unlabeled_aug is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--unlabeled-aug', 'weak'])
+    assert "invalid choice: 'weak' (choose from" in capsys.readouterr().err
+
+
+def test_strong_view_from_the_loader_to_the_student(mixed_loader):
+    """The built preprocessor of ``--unlabeled-aug strong`` on a real batch: the
+    labeled rows of the student's view are the teacher's, the unlabeled ones (black
+    images) changed, within YOLOv5's normalised range [0, 1]."""
+    cfg, loader = mixed_loader
+    prep_cfg = dict(copy.deepcopy(cfg.model.data_preprocessor),
+                    student_aug=dict(type='mmkd_yolo.UnlabeledPhotometricAug'))
+    preprocessor = MMENGINE_MODELS.build(prep_cfg)
+    torch.manual_seed(0)
+    out = preprocessor(copy.deepcopy(next(iter(loader))), True)
+    inputs, student = out['inputs'], out['data_samples']['student_inputs']
+    assert torch.equal(student[:4], inputs[:4])
+    assert (student[4:] - inputs[4:]).abs().mean() > 0.01
+    assert student.min() >= 0 and student.max() <= 1
+
+
+@pytest.mark.slow
+def test_dry_run_says_the_weight_and_the_view(tmp_path):
+    from mmkd_yolo.apis import dry_run
+    folder = black_images(tmp_path / 'u', 2)
+    cfg = prepare_train_cfg(KD_OUT_N2N, unlabeled=[folder], unlabeled_weight=3.0,
+                            unlabeled_aug='strong')
+    lines = dry_run(cfg, img_size=64, batch_size=4)
+    assert any('output distillation weighted 3; the student\'s view: UnlabeledPhotometricAug'
+               in line for line in lines), lines
+
+
+# --- pseudo-labels (--unlabeled-pseudo-labels) --------------------------------------------
+def test_pseudo_labels_reach_the_model_and_the_log(tmp_path):
+    folder = black_images(tmp_path / 'u', 2)
+    assert 'pseudo_label_score_thr' not in prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder]).model
+    with logged('unlabeled_pseudo_test') as records:
+        cfg = prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder], unlabeled_pseudo_labels=0.6)
+    assert cfg.model.pseudo_label_score_thr == 0.6
+    line = next(r.getMessage() for r in records if 'images from' in r.getMessage())
+    assert "unlabeled (detection loss against the teacher's boxes scoring > 0.6" in line, line
+
+
+@pytest.mark.parametrize('score', [0.0, 1.0, -0.5, float('nan')])
+def test_bad_pseudo_label_score_named(tmp_path, score):
+    folder = black_images(tmp_path / 'u', 2)
+    with pytest.raises(ConfigError, match=rf'--unlabeled-pseudo-labels {score} is not in '
+                       r'\(0, 1\)'):
+        prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder], unlabeled_pseudo_labels=score)
+
+
+def test_pseudo_labels_without_unlabeled_images_refused():
+    with pytest.raises(ConfigError, match='--unlabeled-pseudo-labels, but no unlabeled images '
+                       'are used'):
+        prepare_train_cfg(KD_OUT_S2N, unlabeled_pseudo_labels=0.5)
+
+
+def test_pseudo_labels_option_parses():
+    import argparse
+
+    from mmkd_yolo.apis import add_distill_args
+    parser = argparse.ArgumentParser()
+    add_distill_args(parser)
+    assert parser.parse_args(['--unlabeled-pseudo-labels', '0.7']).unlabeled_pseudo_labels == 0.7
+    assert parser.parse_args([]).unlabeled_pseudo_labels is None

@@ -249,9 +249,11 @@ def test_plain_student_learns_with_weights_and_img_size(shapes_dir, tmp_path):
 
 
 def test_train_with_unlabeled_images(shapes_dir, tmp_path):
-    """--unlabeled end to end: the sources' sizes at the start, each iteration's count
-    of each kind in the log and scalars, an epoch as long as the labeled set makes it;
-    check_config.py takes the option too; a plain config refuses it by name."""
+    """--unlabeled end to end (the student's strong view, the unlabeled images weighted
+    2, the teacher's boxes as their detection targets): the sources' sizes at the start,
+    each iteration's count of each kind in the log and scalars, an epoch as long as the
+    labeled set makes it; check_config.py takes the option too; a plain config refuses it
+    by name."""
     import cv2
     import numpy as np
     frames = tmp_path / 'frames'
@@ -262,15 +264,20 @@ def test_train_with_unlabeled_images(shapes_dir, tmp_path):
     work_dir = tmp_path / 'work'
     opts = quick_options(work_dir)  # batch 4 of the 8 labeled images
     out = run_tool([osp.join(REPO, 'tools', 'train.py'), KD_OUT_S2N, '--unlabeled',
-                    str(frames), '--unlabeled-ratio', '0.25', '--cfg-options'] +
+                    str(frames), '--unlabeled-ratio', '0.25', '--unlabeled-aug', 'strong',
+                    '--unlabeled-weight', '2', '--unlabeled-pseudo-labels', '0.5',
+                    '--cfg-options'] +
                    cli_options(opts), cwd=shapes_dir)
     assert '--unlabeled: 6 images' in out
+    assert 'output distillation weighted 2; --unlabeled-aug strong: the student sees' in out
     assert 'sources: 8 labeled images, 6 unlabeled; each batch of 4: 3 labeled + 1 ' \
         'unlabeled; an epoch is 3 iterations' in out
     train_rows = [r for r in scalars(str(work_dir)) if 'student.loss_cls' in r]
     assert len(train_rows) == 6  # 2 epochs x 3 iterations
     assert {(r['data.labeled'], r['data.unlabeled']) for r in train_rows} == {(3.0, 1.0)}
     assert all(r['distill.loss_out_obj'] > 0 for r in train_rows)
+    assert "1 unlabeled (detection loss against the teacher's boxes scoring > 0.5" in out
+    assert all(0 <= r['data.pseudo_boxes'] <= 100 for r in train_rows)
     out = run_tool([osp.join(REPO, 'tools', 'misc', 'check_config.py'), KD_OUT_S2N,
                     '--unlabeled', str(frames)], cwd=shapes_dir)
     assert '--unlabeled: 6 images' in out and '8 labeled (detection and distillation' in out

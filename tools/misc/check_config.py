@@ -2,7 +2,7 @@
 
     python tools/misc/check_config.py CONFIG [--t-weights W] [--t-cfg C] [--data D]
         [--weights W] [--d-output | --d-feature] [--img-size 320] [--epochs N]
-        [--unlabeled PATH] [--cfg-options k=v ...]
+        [--unlabeled PATH [--unlabeled-pseudo-labels SCORE]] [--cfg-options k=v ...]
 
 Prints the schedule (length, learning-rate decay, intervals, which epochs distil),
 teacher and student sizes (parameters, GFLOPs), each recorder's source and recorded
@@ -38,7 +38,10 @@ def main():
                                 data=args.data, weights=args.weights, img_size=args.img_size,
                                 epochs=args.epochs,
                                 unlabeled=args.unlabeled,
-                                unlabeled_ratio=args.unlabeled_ratio)
+                                unlabeled_ratio=args.unlabeled_ratio,
+                                unlabeled_weight=args.unlabeled_weight,
+                                unlabeled_aug=args.unlabeled_aug,
+                                unlabeled_pseudo_labels=args.unlabeled_pseudo_labels)
         if not is_distill_cfg(cfg):
             raise ConfigError(f'{args.config} is not a distillation config (no teacher).')
         lines = dry_run(cfg, img_size=img_size, batch_size=args.batch_size)

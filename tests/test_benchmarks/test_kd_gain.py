@@ -1,0 +1,125 @@
+"""benchmarks/kd_gain.py: what its variants pass to tools/train.py, and the extra
+unlabeled images of the demo-unlabeled regime."""
+import importlib.util
+import os
+import os.path as osp
+from pathlib import Path
+
+import pytest
+
+from ..conftest import REPO
+
+
+@pytest.fixture(scope='module')
+def kd_gain():
+    spec = importlib.util.spec_from_file_location(
+        'kd_gain', osp.join(REPO, 'benchmarks', 'kd_gain.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('variant, expected', [
+    ('kd-out+unlabeled', []),
+    ('kd-out+unlabeled-2view', ['--unlabeled-aug', 'strong']),
+    ('kd-out+unlabeled-w2', ['--unlabeled-weight', '2.0']),
+    ('kd-out+unlabeled-2view-w2', ['--unlabeled-aug', 'strong', '--unlabeled-weight', '2.0']),
+    ('kd-out+unlabeled-2view-w3', ['--unlabeled-aug', 'strong', '--unlabeled-weight', '3.0']),
+    ('kd-out+unlabeled-pl', ['--unlabeled-pseudo-labels', '0.5']),
+    ('kd-out+unlabeled-2view-pl', ['--unlabeled-aug', 'strong',
+                                   '--unlabeled-pseudo-labels', '0.5']),
+    ('kd-out+unlabeled-2view-w2-pl', ['--unlabeled-aug', 'strong', '--unlabeled-weight', '2.0',
+                                      '--unlabeled-pseudo-labels', '0.5']),
+])
+def test_unlabeled_variants_switches(kd_gain, variant, expected):
+    switches = kd_gain.variant_switches(variant, 'u.txt')
+    assert switches == ['--unlabeled', 'u.txt', '--unlabeled-ratio', '0.5'] + expected
+    # what tools/train.py accepts
+    import argparse
+
+    from mmkd_yolo.apis import add_distill_args
+    parser = argparse.ArgumentParser()
+    add_distill_args(parser)
+    args = parser.parse_args(switches)
+    assert args.unlabeled == ['u.txt'] and args.unlabeled_ratio == 0.5
+
+
+def demo_like(tmp_path, num_train=8):
+    """A small set made as the demo's (32 px), and the .txt list of its unlabeled three
+    quarters, as ``demo_quarter`` writes it."""
+    from mmkd_yolo.datasets import make_shapes_dataset
+    task = dict(num_train=num_train, num_val=2, img_size=32, data_seed=0)
+    root = str(tmp_path / 'demo')
+    make_shapes_dataset(root, num_train=num_train, num_val=2, img_size=32, seed=0)
+    return task, root
+
+
+def read_list(path):
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def test_extra_unlabeled_images_are_new_made_alike_and_made_once(kd_gain, tmp_path):
+    import glob
+
+    import cv2
+    task, root = demo_like(tmp_path)
+    out = str(tmp_path / 'out')
+    _, own_list = kd_gain.demo_quarter(root, out)
+    own = read_list(own_list)
+    assert len(own) == 6
+    path, suffix = kd_gain.demo_unlabeled_images(task, own_list, out, 9)
+    images = read_list(path)
+    assert suffix == '_u9' and len(images) == 9 and images[:6] == own
+    extra = images[6:]
+    demo_files = glob.glob(osp.join(root, '*', '*.jpg'))
+    demo_bytes = {Path(f).read_bytes() for f in demo_files}
+    assert len(demo_files) == 10 and len(set(extra)) == 3
+    for image in extra:
+        assert image.startswith(out) and osp.isfile(image)
+        assert Path(image).read_bytes() not in demo_bytes  # not a demo train or val image
+        assert cv2.imread(image).shape == (32, 32, 3)
+    made = {f: os.stat(f).st_mtime_ns for f in extra}
+    path, _ = kd_gain.demo_unlabeled_images(task, own_list, out, 9)
+    assert read_list(path) == images and all(os.stat(f).st_mtime_ns == t  # not made again
+                                             for f, t in made.items())
+    more, suffix = kd_gain.demo_unlabeled_images(task, own_list, out, 11)
+    assert suffix == '_u11' and read_list(more)[:9] == images and len(read_list(more)) == 11
+    assert [Path(f).read_bytes() for f in extra] == [Path(f).read_bytes()
+                                                     for f in read_list(more)[6:9]]
+    fewer, suffix = kd_gain.demo_unlabeled_images(task, own_list, out, 4)
+    assert suffix == '_u4' and read_list(fewer) == own[:4]
+    assert kd_gain.demo_unlabeled_images(task, own_list, out, 6)[1] == ''  # the demo's own
+
+
+def test_runs_on_other_unlabeled_images_get_their_own_work_dirs(kd_gain, tmp_path,
+                                                                monkeypatch):
+    import argparse
+    task, root = demo_like(tmp_path)
+    runs = []
+    monkeypatch.setattr(kd_gain, 'DEMO_TASK', dict(kd_gain.DEMO_TASK, **task))
+    monkeypatch.setattr(kd_gain, 'demo_data', lambda task: root)
+    monkeypatch.setattr(kd_gain, 'train_run', lambda wd, cfg, extra, options, epochs=None:
+                        runs.append((wd, extra)) or 0.0)
+    out = str(tmp_path / 'out')
+    args = argparse.Namespace(regime='demo-unlabeled', seeds=[0], unlabeled_images=9,
+                              variants=['kd-out', 'kd-out+unlabeled-2view'])
+    kd_gain.run_demo(args, out)
+    dirs = {osp.relpath(wd, out): extra for wd, extra in runs[1:]}  # [0]: the teacher
+    assert set(dirs) == {osp.join('kd-out', 'seed0'),
+                         osp.join('kd-out+unlabeled-2view', 'seed0_u9')}
+    extra = dirs[osp.join('kd-out+unlabeled-2view', 'seed0_u9')]
+    listed = extra[extra.index('--unlabeled') + 1]
+    assert len(read_list(listed)) == 9
+    assert extra[-2:] == ['--unlabeled-aug', 'strong']
+
+
+@pytest.mark.parametrize('argv', [['demo', '--unlabeled-images', '500'],
+                                  ['demo-unlabeled', '--unlabeled-images', '0']])
+def test_unlabeled_images_only_for_the_demo_unlabeled_regime(kd_gain, monkeypatch, capsys,
+                                                             argv):
+    monkeypatch.setattr('sys.argv', ['kd_gain.py'] + argv)
+    with pytest.raises(SystemExit):
+        kd_gain.parse_args()
+    assert '--unlabeled-images N (N >= 1) is for the demo-unlabeled regime' in \
+        capsys.readouterr().err
