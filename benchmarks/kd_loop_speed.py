@@ -57,6 +57,11 @@ VARIANTS = {
     # --unlabeled: the same batch of 16, 8 of them unlabeled (coco128's images again)
     'kd-out n <- n, half unlabeled': (KD.format('', 'n'), [
         '--t-weights', '{n}', '--unlabeled', '{images}', '--unlabeled-ratio', '0.5']),
+    # ... with the student's strong view of them and the teacher's boxes as their targets
+    # (decoding and NMS on the teacher's outputs each step)
+    'kd-out n <- n, half unlabeled, 2 views + pseudo-labels': (KD.format('', 'n'), [
+        '--t-weights', '{n}', '--unlabeled', '{images}', '--unlabeled-ratio', '0.5',
+        '--unlabeled-aug', 'strong', '--unlabeled-pseudo-labels', '0.5']),
     'kd-out n <- s': (KD.format('', 's'), []),
     'kd-out-cwd n <- s': (KD.format('-cwd', 's'), []),
     'kd-out n <- s, teacher fp32': (KD.format('', 's'), ['--t-precision', 'fp32']),

@@ -34,7 +34,10 @@ class YOLOv5UnlabeledDataPreprocessor(YOLOv5DetDataPreprocessor):
 
     def __init__(self, *args, student_aug: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.student_aug = MODELS.build(student_aug) if student_aug else None
+        # in mmkd_yolo's scope whatever the default scope is when the model is built
+        # (mmyolo's, in its configs)
+        self.student_aug = MODELS.build(
+            dict(_scope_='mmkd_yolo', **student_aug)) if student_aug else None
 
     def forward(self, data: dict, training: bool = False) -> dict:
         """Normalise and pad as mmyolo's; in training, keep ``unlabeled``, shape (N,), and

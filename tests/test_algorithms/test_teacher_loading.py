@@ -1,5 +1,6 @@
 """A checkpoint of a run whose teacher ran in bfloat16 (held in it) loaded into a new model:
 the teacher keeps the float32 weights of its teacher_ckpt, or the log says it does not."""
+import pytest
 import torch
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
@@ -26,6 +27,7 @@ def beyond_bf16(tensors) -> int:
     return sum(int((t != t.bfloat16().float()).sum()) for t in tensors if t.is_floating_point())
 
 
+@pytest.mark.slow  # a distiller built, saved and resumed
 def test_resume_keeps_the_float32_teacher(tmp_path):
     """As the Runner resumes (mmengine's loader): the teacher is teacher_ckpt's float32,
     the student the checkpoint's; the log says what was kept."""
@@ -53,6 +55,7 @@ def test_resume_keeps_the_float32_teacher(tmp_path):
     assert torch.equal(model.teacher.state_dict()[PRED], exact[PRED])
 
 
+@pytest.mark.slow  # several distillers built from checkpoints
 def test_another_teacher_or_none_loads_rounded_with_a_warning(tmp_path):
     """A checkpoint whose teacher is not teacher_ckpt's (or a model without one) has no
     float32 weights to keep: the teacher loads rounded, and the log warns."""

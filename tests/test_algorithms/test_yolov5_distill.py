@@ -122,6 +122,7 @@ def cwd_model_and_data(ckpt, precision, batch):
     return model, model.data_preprocessor(copy.deepcopy(batch), True)
 
 
+@pytest.mark.slow  # two distillers built and run
 def test_bf16_teacher_gives_float32_records_close_to_fp32(batch, tmp_path):
     """The teacher under bfloat16 autocast: weights cast once, records back in float32 for
     the losses, its probabilities within 0.02 of float32's and the distillation losses
@@ -151,6 +152,7 @@ def test_bf16_teacher_gives_float32_records_close_to_fp32(batch, tmp_path):
         build(KD_OUT_S2N, teacher_precision='half')
 
 
+@pytest.mark.slow  # the teacher exported to ONNX
 def test_onnxruntime_teacher_records_match_pytorch_float32(batch, tmp_path):
     """teacher_precision='ort': the records (head outputs and neck features) and the
     distillation losses are PyTorch float32's, from onnxruntime; batch, height and width

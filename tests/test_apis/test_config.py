@@ -180,6 +180,7 @@ def test_test_img_scale_only_touches_evaluation():
     assert mosaic['img_scale'] == (640, 640)
 
 
+@pytest.mark.slow  # six models built and initialised from checkpoints
 def test_weights_initialise_the_student(tmp_path):
     """--weights: the student starts from the checkpoint (plain and distillation configs,
     and a distillation checkpoint's student); the teacher is untouched."""

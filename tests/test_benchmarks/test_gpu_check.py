@@ -137,6 +137,7 @@ def test_dry_run_cpu_plan_and_overrides():
     check_precision_runs(precision, amp=False)
 
 
+@pytest.mark.slow  # the gpu_check dry run in a subprocess
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message of a CPU machine')
 def test_dry_run_says_no_cuda():
     proc = run_script('--dry-run', '--coco128', '/d', '--yolov5n', '/w/n.pt')

@@ -62,6 +62,7 @@ def test_decoding_is_mmyolos(detector):
     torch.testing.assert_close(scores, ref_scores, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # an ONNX export at two sizes
 def test_onnxruntime_equals_pytorch(detector, checkpoint, tmp_path):
     """Decoded boxes and scores of onnxruntime within 1e-4 of PyTorch's, a few images,
     at the export size and (dynamic graph) at another one. Random weights give boxes of
@@ -100,6 +101,7 @@ def test_static_graph_and_stored_protocol(checkpoint, tmp_path):
         onnx_test_cfg(out, img_size=128)
 
 
+@pytest.mark.slow  # an ONNX export with NMS in the graph
 def test_nms_graph_equals_eager(detector, checkpoint, tmp_path):
     """The end-to-end graph (ONNX NonMaxSuppression) keeps what the eager op keeps."""
     import onnxruntime as ort
@@ -116,6 +118,7 @@ def test_nms_graph_equals_eager(detector, checkpoint, tmp_path):
     np.testing.assert_allclose(order(got), order(ref.numpy()), rtol=1e-6, atol=1e-4)
 
 
+@pytest.mark.slow  # an ONNX export and a detection run
 def test_onnx_detector_predicts_as_pytorch(checkpoint, shapes_dir, tmp_path):
     """Same images through mmdet's inference path: the ONNX model's final detections
     (after mmyolo's post-processing) are the PyTorch model's."""
@@ -221,6 +224,7 @@ def test_model_file_runs_nothing(checkpoint, tmp_path, monkeypatch):
     load_onnx_detector(good)  # the untouched protocol loads
 
 
+@pytest.mark.slow  # an ONNX export
 def test_exported_file_stores_no_paths(tmp_path, tmp_path_factory, monkeypatch):
     """No path of the exporting machine (checkpoint, data.yaml, annotation cache) is in
     the file; the test set is given when testing (--data) and evaluates as before."""

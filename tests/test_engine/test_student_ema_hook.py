@@ -2,6 +2,7 @@
 import copy
 from types import SimpleNamespace
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
@@ -42,6 +43,7 @@ def test_average_holds_the_student_only():
     assert n_ema < sum(p.numel() for p in model.parameters()) / 3  # s teacher, n student
 
 
+@pytest.mark.slow  # a distiller saved, converted and resumed
 def test_checkpoint_layout_kd_to_student_and_resume(tmp_path):
     hook, model, runner = _hook_and_model()
     for _ in range(3):

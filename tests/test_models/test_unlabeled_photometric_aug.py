@@ -20,7 +20,7 @@ def colour_images(m=4, size=32, seed=0):
 
 
 def test_built_from_the_registry_and_the_defaults_change_every_image():
-    aug = MODELS.build(dict(type='mmkd_yolo.UnlabeledPhotometricAug'))
+    aug = MODELS.build(dict(type='UnlabeledPhotometricAug', _scope_='mmkd_yolo'))
     assert isinstance(aug, UnlabeledPhotometricAug)
     images = colour_images(8)
     before = images.clone()
