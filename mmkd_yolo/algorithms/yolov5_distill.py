@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -17,7 +18,7 @@ from ..registry import MODELS
 from ..models.detector_cfg import resolve_detector_cfg
 from ..models.mixed_batch import (image_weights_set, labeled_detection_loss, labeled_part,
                                   split_views, unlabeled_image_weights, unlabeled_mask)
-from ..models.pseudo_labels import head_outputs_recorder, with_pseudo_labels
+from ..models.pseudo_labels import head_outputs_recorder, teacher_nms, with_pseudo_labels
 from ..models.teacher_runtime import TeacherRuntime
 from .teacher_loading import keep_float32_teacher, load_teacher_weights
 
@@ -32,6 +33,32 @@ def _num_classes(model: BaseModel) -> int:
             'student must be mmyolo YOLODetector configs (e.g. '
             "'mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py').")
     return head.num_classes
+
+
+def check_unlabeled_weight(weight: float) -> None:
+    """Refuse an unlabeled image's weight that is not finite and positive; the one check of
+    ``--unlabeled-weight`` and ``YOLOv5Distill(unlabeled_weight=...)``.
+
+    Raises:
+        ConfigError: ``weight`` is not in (0, inf) (nan and inf included).
+    """
+    if not (weight > 0 and math.isfinite(weight)):
+        raise ConfigError(f'unlabeled_weight {weight} (--unlabeled-weight) is not in (0, inf): '
+                          'it is the weight of an unlabeled image in the output-distillation '
+                          "loss, a labeled one's being 1 (e.g. 2).")
+
+
+def check_pseudo_label_score(score: Optional[float]) -> None:
+    """Refuse a pseudo-label score outside (0, 1); None (no pseudo-labels) passes. The one
+    check of ``--unlabeled-pseudo-labels`` and ``YOLOv5Distill(pseudo_label_score_thr=...)``.
+
+    Raises:
+        ConfigError: ``score`` is not in (0, 1) (nan included).
+    """
+    if score is not None and not 0 < score < 1:
+        raise ConfigError(f'pseudo_label_score_thr {score} (--unlabeled-pseudo-labels) is not '
+                          "in (0, 1): it is the least score of a teacher's box kept as an "
+                          "unlabeled image's detection target (e.g. 0.5).")
 
 
 def _check_recorder_sources(recorders: Optional[dict], model: BaseModel,
@@ -122,14 +149,8 @@ class YOLOv5Distill(SingleTeacherDistill):
                  pseudo_label_score_thr: Optional[float] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if not unlabeled_weight > 0:
-            raise ConfigError(f'unlabeled_weight={unlabeled_weight} must be > 0 '
-                              '(--unlabeled-weight): it weighs the unlabeled images against '
-                              'the labeled ones, whose weight is 1.')
-        if pseudo_label_score_thr is not None and not 0 < pseudo_label_score_thr < 1:
-            raise ConfigError(f'pseudo_label_score_thr={pseudo_label_score_thr} is not in '
-                              '(0, 1) (--unlabeled-pseudo-labels): it is the least score of '
-                              "a teacher's box kept as a target, e.g. 0.5.")
+        check_unlabeled_weight(unlabeled_weight)
+        check_pseudo_label_score(pseudo_label_score_thr)
         if isinstance(architecture, dict):
             architecture = MODELS.build(resolve_detector_cfg(architecture))
         if isinstance(teacher, dict):
@@ -155,9 +176,11 @@ class YOLOv5Distill(SingleTeacherDistill):
         self.teacher_precision = teacher_precision
         self.unlabeled_weight = float(unlabeled_weight)
         self.pseudo_label_score_thr = pseudo_label_score_thr
-        self.teacher_head_recorder = (None if pseudo_label_score_thr is None else
-                                      head_outputs_recorder(
-                                          self.distiller.teacher_recorders.recorders))
+        self.teacher_head_recorder = None
+        if pseudo_label_score_thr is not None:
+            self.teacher_head_recorder = head_outputs_recorder(
+                self.distiller.teacher_recorders.recorders)
+            teacher_nms(self.teacher.bbox_head)  # at build, not at the first training step
         self.teacher_runtime = TeacherRuntime(self.teacher, self.distiller.teacher_recorders,
                                               teacher_precision)
         self.teacher_transferred = None
@@ -168,6 +191,7 @@ class YOLOv5Distill(SingleTeacherDistill):
         self._make_teacher_inference_only()
         keep_float32_teacher(self.teacher, teacher_ckpt)
         self._check_feature_widths()
+        self._check_unlabeled_weight_taken()
         for loss in self.distiller.distill_losses.values():
             if hasattr(loss, 'inherit_head_weights'):
                 loss.inherit_head_weights(self.student.bbox_head)
@@ -175,6 +199,22 @@ class YOLOv5Distill(SingleTeacherDistill):
             f'YOLOv5Distill: student {_count(self.student)} params, teacher '
             f'{_count(self.teacher)} params (frozen), connectors '
             f'{_count(self.distiller.connectors)} params')
+
+    def _check_unlabeled_weight_taken(self) -> None:
+        """An ``unlabeled_weight`` other than 1 needs a loss that weighs images
+        (``image_weights``): without one it would change nothing, unsaid."""
+        if self.unlabeled_weight == 1.0 or any(
+                hasattr(loss, 'image_weights')
+                for loss in self.distiller.distill_losses.values()):
+            return
+        losses = {name: type(loss).__name__
+                  for name, loss in self.distiller.distill_losses.items()}
+        raise ConfigError(
+            f'unlabeled_weight {self.unlabeled_weight:g} (--unlabeled-weight) weighs the '
+            'unlabeled images in the output-distillation loss, but none of this '
+            f'distiller\'s losses {losses} weighs images (image_weights): add '
+            "dict(type='mmkd_yolo.YOLOv5OutputDistillLoss') to distiller.distill_losses "
+            '(the kd-out configs and --d-output do), or leave unlabeled_weight at 1.')
 
     def _make_teacher_inference_only(self) -> None:
         """Fold the teacher's BatchNorm into its convolutions; use channels-last memory.

@@ -17,8 +17,7 @@ from .data import apply_data_yaml
 from .distill_switches import apply_distill_switches, refit_connectors
 from .loaders import fit_loaders_to_machine
 from .schedule import apply_epochs
-from .unlabeled import (DEFAULT_UNLABELED_AUG, DEFAULT_UNLABELED_PSEUDO_LABELS,
-                        DEFAULT_UNLABELED_RATIO, DEFAULT_UNLABELED_WEIGHT, apply_unlabeled)
+from .unlabeled import apply_unlabeled
 
 
 def prepare_train_cfg(config: str,
@@ -70,12 +69,12 @@ def prepare_train_cfg(config: str,
             (folders, globs, ``.txt`` lists), added to a ``data.yaml``'s ``unlabeled``.
         unlabeled_ratio (float, optional): Their share of each batch (default
             :data:`DEFAULT_UNLABELED_RATIO`).
-        unlabeled_weight (float, optional): Their weight in the output-distillation loss
-            (default :data:`DEFAULT_UNLABELED_WEIGHT`).
-        unlabeled_aug (str, optional): The student's view of them, ``strong`` or ``none``
-            (default :data:`DEFAULT_UNLABELED_AUG`).
+        unlabeled_weight (float, optional): Their weight in the output-distillation loss.
+        unlabeled_aug (str, optional): The student's view of them, ``strong`` or ``none``.
         unlabeled_pseudo_labels (float, optional): Least score of a teacher's box kept
-            as their detection target (default :data:`DEFAULT_UNLABELED_PSEUDO_LABELS`).
+            as their detection target. These three, when None, leave the config's own
+            ``model`` values, or the defaults where it has none
+            (:func:`~mmkd_yolo.apis.unlabeled.apply_unlabeled`).
 
     Returns:
         Config: Ready for :func:`build_runner`.
@@ -105,12 +104,9 @@ def prepare_train_cfg(config: str,
                       unlabeled_weight, '--unlabeled-aug': unlabeled_aug,
                       '--unlabeled-pseudo-labels': unlabeled_pseudo_labels}
     if sources:
-        apply_unlabeled(
-            cfg, sources, DEFAULT_UNLABELED_RATIO if unlabeled_ratio is None else unlabeled_ratio,
-            DEFAULT_UNLABELED_WEIGHT if unlabeled_weight is None else unlabeled_weight,
-            DEFAULT_UNLABELED_AUG if unlabeled_aug is None else unlabeled_aug,
-            DEFAULT_UNLABELED_PSEUDO_LABELS if unlabeled_pseudo_labels is None
-            else unlabeled_pseudo_labels)
+        # None passed through: an option not given leaves the config's own value
+        apply_unlabeled(cfg, sources, unlabeled_ratio, unlabeled_weight, unlabeled_aug,
+                        unlabeled_pseudo_labels)
     elif any(v is not None for v in unlabeled_opts.values()):
         given = [k for k, v in unlabeled_opts.items() if v is not None]
         raise ConfigError(f'{", ".join(given)}, but no unlabeled images are used: give them '

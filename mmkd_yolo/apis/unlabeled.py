@@ -4,13 +4,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import os.path as osp
 from typing import List, Optional, Sequence
 
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ..algorithms.yolov5_distill import check_pseudo_label_score, check_unlabeled_weight
 from ..datasets import count_overlap, split_batch, unlabeled_coco_json
 from ..datasets.dataset_cfg import leaf_datasets
 from ..errors import ConfigError
@@ -48,11 +48,10 @@ UNLABELED_AUGS = {'none': None, 'strong': dict(type='mmkd_yolo.UnlabeledPhotomet
 
 
 def apply_unlabeled(cfg: Config, sources: Sequence[str],
-                    ratio: float = DEFAULT_UNLABELED_RATIO,
-                    weight: float = DEFAULT_UNLABELED_WEIGHT,
-                    aug: str = DEFAULT_UNLABELED_AUG,
-                    pseudo_labels: Optional[float] = DEFAULT_UNLABELED_PSEUDO_LABELS
-                    ) -> List[str]:
+                    ratio: Optional[float] = None,
+                    weight: Optional[float] = None,
+                    aug: Optional[str] = None,
+                    pseudo_labels: Optional[float] = None) -> List[str]:
     """Train on the labeled set and on unlabeled images, in every batch, in place.
 
     The training set becomes mmengine's ``ConcatDataset`` of the config's own (labeled)
@@ -69,20 +68,26 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
     losses on all (the output-distillation loss weighing the unlabeled ones by ``weight``,
     the student seeing them through ``aug``).
 
+    ``weight``, ``aug`` and ``pseudo_labels`` set the model's keys only when given (not
+    None): otherwise the config's own ``model.unlabeled_weight``,
+    ``model.data_preprocessor.student_aug`` and ``model.pseudo_label_score_thr`` (from the
+    file or ``--cfg-options``, applied before) stay, and the defaults (the
+    ``DEFAULT_UNLABELED_*`` above) fill in what the config does not set.
+
     Args:
         cfg (Config): A distillation config with mmyolo's fast YOLOv5 data path
             (``yolov5_collate``, ``YOLOv5DetDataPreprocessor``), after ``--data`` and
             ``--img-size`` are applied.
         sources (Sequence[str]): Folders, globs, ``.txt`` lists or image files.
-        ratio (float): Share of unlabeled images in a batch, in (0, 1).
-        weight (float): Weight of an unlabeled image in the output-distillation loss, > 0
-            (``YOLOv5Distill(unlabeled_weight=...)``).
-        aug (str): The student's view of the unlabeled images: ``none`` (the teacher's)
-            or ``strong`` (:class:`~mmkd_yolo.models.UnlabeledPhotometricAug`).
+        ratio (float, optional): Share of unlabeled images in a batch, in (0, 1).
+            Defaults to :data:`DEFAULT_UNLABELED_RATIO`.
+        weight (float, optional): Weight of an unlabeled image in the output-distillation
+            loss, > 0 (``YOLOv5Distill(unlabeled_weight=...)``).
+        aug (str, optional): The student's view of the unlabeled images: ``none`` (the
+            teacher's) or ``strong`` (:class:`~mmkd_yolo.models.UnlabeledPhotometricAug`).
         pseudo_labels (float, optional): Least score, in (0, 1), of a teacher's box kept
             as an unlabeled image's detection target
-            (``YOLOv5Distill(pseudo_label_score_thr=...)``); None: no detection loss on
-            the unlabeled images.
+            (``YOLOv5Distill(pseudo_label_score_thr=...)``).
 
     Returns:
         list[str]: The unlabeled images used.
@@ -91,30 +96,31 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
         raise ConfigError('--unlabeled needs a distillation config: images without labels '
                           'teach the student only through the teacher (the distillation '
                           'loss); a plain detector config has no teacher.')
+    if ratio is None:
+        ratio = DEFAULT_UNLABELED_RATIO
     if not 0 < ratio < 1:
         raise ConfigError(f'--unlabeled-ratio {ratio} is not in (0, 1): it is the share of '
                           'each batch taken by unlabeled images.')
-    if not (weight > 0 and math.isfinite(weight)):
-        raise ConfigError(f'--unlabeled-weight {weight} is not in (0, inf): it is the weight '
-                          'of an unlabeled image in the output-distillation loss, a labeled '
-                          "one's being 1 (e.g. 2).")
-    if aug not in UNLABELED_AUGS:
+    model = cfg.model
+    # the config's own values (file or --cfg-options) where no option is given
+    if weight is None:
+        weight = model.get('unlabeled_weight', DEFAULT_UNLABELED_WEIGHT)
+    if pseudo_labels is None:
+        pseudo_labels = model.get('pseudo_label_score_thr', DEFAULT_UNLABELED_PSEUDO_LABELS)
+    check_unlabeled_weight(weight)
+    check_pseudo_label_score(pseudo_labels)
+    if aug is not None and aug not in UNLABELED_AUGS:
         raise ConfigError(f'--unlabeled-aug {aug!r} is not one of {sorted(UNLABELED_AUGS)}: '
                           "'strong' gives the student a photometrically augmented view of "
                           "the unlabeled images, 'none' the teacher's.")
-    if pseudo_labels is not None and not 0 < pseudo_labels < 1:
-        raise ConfigError(f'--unlabeled-pseudo-labels {pseudo_labels} is not in (0, 1): it '
-                          "is the least score of a teacher's box kept as an unlabeled "
-                          "image's detection target (e.g. 0.5).")
     loader = cfg.train_dataloader
     batch_size = loader.batch_size
     source_ratio = [1 - ratio, ratio]
     n_labeled, n_unlabeled = split_batch(batch_size, source_ratio)
     collate = dict(loader.get('collate_fn') or {})
-    preprocessor = cfg.model.get('data_preprocessor') or \
-        cfg.model.architecture.get('data_preprocessor') or {}
-    if (type_name(collate) != 'yolov5_collate' or
-            not preprocessor.get('type', '').endswith('YOLOv5DetDataPreprocessor')):
+    preprocessor = _preprocessor(cfg)
+    if (type_name(collate) != 'yolov5_collate' or type_name(preprocessor) not in
+            ('YOLOv5DetDataPreprocessor', 'YOLOv5UnlabeledDataPreprocessor')):
         raise ConfigError(
             "--unlabeled works on mmyolo's fast YOLOv5 data path (collate_fn "
             'yolov5_collate and YOLOv5DetDataPreprocessor, the *_fast_* configs); this '
@@ -141,32 +147,60 @@ def apply_unlabeled(cfg: Config, sources: Sequence[str],
     loader.batch_sampler = None
     collate['type'] = 'mmkd_yolo.yolov5_unlabeled_collate'
     loader.collate_fn = collate
-    cfg.model.data_preprocessor = dict(copy.deepcopy(preprocessor),
-                                       type='YOLOv5UnlabeledDataPreprocessor',
-                                       _scope_='mmkd_yolo')
-    if UNLABELED_AUGS[aug]:
-        cfg.model.data_preprocessor['student_aug'] = copy.deepcopy(UNLABELED_AUGS[aug])
-    cfg.model.unlabeled_weight = weight
+    model.data_preprocessor = dict(copy.deepcopy(preprocessor),
+                                   type='YOLOv5UnlabeledDataPreprocessor', _scope_='mmkd_yolo')
+    if aug is None and 'student_aug' not in preprocessor:
+        aug = DEFAULT_UNLABELED_AUG
+    if aug is not None:
+        model.data_preprocessor.pop('student_aug', None)
+        if UNLABELED_AUGS[aug]:
+            model.data_preprocessor['student_aug'] = copy.deepcopy(UNLABELED_AUGS[aug])
+    model.unlabeled_weight = weight
     if pseudo_labels is not None:
-        cfg.model.pseudo_label_score_thr = pseudo_labels
+        model.pseudo_label_score_thr = pseudo_labels
     _distil_to_the_end(cfg)
-    view = ('the student sees them strongly augmented (colour, blur, noise, cutout), the '
-            'teacher as loaded' if UNLABELED_AUGS[aug] else 'teacher and student see the same '
-            'images')
-    targets = ('distillation loss only' if pseudo_labels is None else
-               f"detection loss against the teacher's boxes scoring > {pseudo_labels:g} "
-               '(--unlabeled-pseudo-labels) and distillation losses')
     print_log(f'--unlabeled: {len(images)} images from {list(sources)}; each batch of '
               f'{batch_size}: {n_labeled} labeled (detection and '
-              f'distillation losses) + {n_unlabeled} unlabeled ({targets}, '
-              f'output distillation weighted {weight:g}; --unlabeled-aug {aug}: {view}); an '
-              'epoch is the labeled set once', 'current')
+              f'distillation losses) + {n_unlabeled} unlabeled ({_unlabeled_losses(model)}; '
+              f'{_student_view(model)}); an epoch is the labeled set once', 'current')
     overlap = count_overlap(images, _val_images(cfg))
     if overlap:
         print_log(f'{overlap} of the {len(images)} unlabeled images are also val images: '
                   'distilling on them makes the val mAP look better than it is; remove them '
                   'from the unlabeled sources.', 'current', logging.WARNING)
     return images
+
+
+def _preprocessor(cfg: Config) -> dict:
+    """The data preprocessor the distiller runs: its own, or the student's, completed by
+    a typeless ``model.data_preprocessor`` (``--cfg-options
+    model.data_preprocessor.student_aug.type=...`` on a config without one)."""
+    own = cfg.model.get('data_preprocessor') or {}
+    if own.get('type'):
+        return own
+    return dict(cfg.model.architecture.get('data_preprocessor') or {}, **own)
+
+
+def _unlabeled_losses(model: dict) -> str:
+    """What the unlabeled images are trained with, from the model config's values."""
+    score = model.get('pseudo_label_score_thr')
+    targets = ('distillation loss only' if score is None else
+               f"detection loss against the teacher's boxes scoring > {score:g} "
+               '(--unlabeled-pseudo-labels) and distillation losses')
+    return f"{targets}, output distillation weighted {model['unlabeled_weight']:g}"
+
+
+def _student_view(model: dict) -> str:
+    """How the student sees the unlabeled images, from the preprocessor's ``student_aug``."""
+    student_aug = model.data_preprocessor.get('student_aug')
+    names = [name for name, aug in UNLABELED_AUGS.items() if aug == (student_aug or None)]
+    if names == ['none']:
+        return '--unlabeled-aug none: teacher and student see the same images'
+    view = ('the student sees them strongly augmented (colour, blur, noise, cutout), the '
+            'teacher as loaded')
+    if names:
+        return f'--unlabeled-aug {names[0]}: {view}'
+    return f"the config's student_aug {type_name(student_aug)}: {view}"
 
 
 def _val_images(cfg: Config) -> List[str]:

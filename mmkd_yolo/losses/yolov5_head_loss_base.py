@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
-from mmengine.dist import get_world_size
 import torch
+from mmengine.dist import get_world_size
 from torch import Tensor, nn
 
 #: (cls_scores, bbox_preds, objectnesses), one tensor per level, as mmyolo's

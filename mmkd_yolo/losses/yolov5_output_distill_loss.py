@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -43,12 +43,14 @@ class _WeightedBernoulliKL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, s: Tensor, t: Tensor, weight: Optional[Tensor], tau: float,
-                image_weights: Optional[Tensor]) -> Tensor:
+                image_weights: Optional[Sequence[float]]) -> Tensor:
         total = s.new_zeros(())
         grad_s = torch.empty_like(s)
         # an image's weight scales its sum and gradient; images of weight 1 (and all
-        # without image_weights) take the unweighted steps, to the bit
-        scales = [1.0] * s.shape[0] if image_weights is None else image_weights.tolist()
+        # without image_weights) take the unweighted steps, to the bit. Python floats,
+        # not a tensor: reading a GPU tensor's values waits for the device, so the
+        # caller reads them once per loss, not once per level and part
+        scales = [1.0] * s.shape[0] if image_weights is None else image_weights
         # no autocast (--amp): it would run the weighted sum (a matmul) in half precision
         with torch.autocast(device_type=s.device.type, enabled=False):
             for i, scale in enumerate(scales):
@@ -84,7 +86,8 @@ def weighted_bernoulli_kl(s_logits: Tensor,
                           t_logits: Tensor,
                           weight: Optional[Tensor] = None,
                           tau: float = 1.0,
-                          image_weights: Optional[Tensor] = None) -> Tensor:
+                          image_weights: Optional[Union[Tensor, Sequence[float]]] = None
+                          ) -> Tensor:
     """Weighted sum of the KL(teacher || student) of independent Bernoulli outputs.
 
     Per element, in closed form with logits divided by ``tau``,
@@ -100,16 +103,18 @@ def weighted_bernoulli_kl(s_logits: Tensor,
         weight (Tensor, optional): Per-cell weights, shape (N, A, 1, L), shared by the C
             outputs of a cell (not differentiated). Defaults to None (all ones).
         tau (float): Temperature.
-        image_weights (Tensor, optional): Per-image factors, shape (N,), on top of
-            ``weight`` (not differentiated). Defaults to None (all ones).
+        image_weights (Tensor | Sequence[float], optional): Per-image factors, N of them,
+            on top of ``weight`` (not differentiated); a sequence of floats spares a
+            caller with several calls reading a device tensor each time. Defaults to None
+            (all ones).
 
     Returns:
         Tensor: A non-negative scalar.
     """
     if weight is not None:
         weight = weight.detach()
-    if image_weights is not None:
-        image_weights = image_weights.detach()
+    if isinstance(image_weights, Tensor):
+        image_weights = image_weights.tolist()
     return _WeightedBernoulliKL.apply(s_logits.contiguous(), t_logits.detach().contiguous(),
                                       weight, tau, image_weights)
 
@@ -256,6 +261,7 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
         l_box, l_obj, l_cls = zero, zero, zero
         multi_class = True
         image_weights = self._image_weights(s_box[0].shape[0])
+        scales = None if image_weights is None else image_weights.tolist()
         for i in range(len(s_box)):
             self._check_level(i, s_preds, t_preds)
             n, a, h, w = s_obj[i].shape
@@ -266,7 +272,7 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
             weight = t_obj_i.sigmoid()  # (N, A, 1, H * W)
             norm = weight.sum().clamp(min=1.0)
             l_obj = l_obj + weighted_bernoulli_kl(
-                s_obj_i, t_obj_i, tau=self.tau, image_weights=image_weights) * (
+                s_obj_i, t_obj_i, tau=self.tau, image_weights=scales) * (
                     self.obj_level_weights[i] * self.tau**2 / s_obj_i.numel())
 
             ciou = ciou_xywh(
@@ -283,5 +289,5 @@ class YOLOv5OutputDistillLoss(YOLOv5HeadLossBase):
                 l_cls = l_cls + weighted_bernoulli_kl(
                     s_cls[i].float().view(n, a, nc, h * w),
                     t_cls[i].detach().float().view(n, a, nc, h * w), weight,
-                    self.tau, image_weights) * (self.tau**2 / (nc * norm))
+                    self.tau, scales) * (self.tau**2 / (nc * norm))
         return self._scaled(l_box, l_obj, l_cls if multi_class else None, s_box[0].shape[0])

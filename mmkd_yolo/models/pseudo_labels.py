@@ -7,7 +7,7 @@ head outputs recorded for the distillation losses in the same step: no second fo
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 from mmengine.config import ConfigDict
@@ -15,10 +15,7 @@ from mmrazor.models.task_modules.recorder import ModuleOutputsRecorder
 from torch import nn
 
 from ..errors import ConfigError
-
-#: Head outputs of a YOLOv5 head: ``cls_scores``, ``bbox_preds``, ``objectnesses``, each a
-#: list of one tensor per level, (N, A * C, H_l, W_l), (N, A * 4, H_l, W_l), (N, A, H_l, W_l).
-HeadOutputs = Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]
+from ..losses.yolov5_head_loss_base import HeadOutputs
 #: The most pseudo boxes kept per image (mmdet's semi-supervised detectors keep 100).
 MAX_PSEUDO_BOXES = 100
 #: Where mmyolo's YOLOv5 detector computes its head outputs.
@@ -42,6 +39,23 @@ def head_outputs_recorder(recorders: Dict[str, nn.Module]) -> str:
         f'outputs, but no teacher recorder records {HEAD_MODULE!r}: add '
         f"preds=dict(type='ModuleOutputs', source='{HEAD_MODULE}') to "
         'distiller.teacher_recorders (the kd-out configs and --d-output / --d-feature do).')
+
+
+def teacher_nms(head: nn.Module) -> dict:
+    """The NMS config of the teacher's ``test_cfg``, which pseudo-labels are suppressed with.
+
+    Args:
+        head (nn.Module): The teacher's mmyolo ``YOLOv5Head``.
+
+    Raises:
+        ConfigError: The head's ``test_cfg`` has no ``nms``.
+    """
+    nms = (head.test_cfg or {}).get('nms')
+    if nms is None:
+        raise ConfigError("pseudo-labels take the NMS of the teacher's test_cfg, and the "
+                          "teacher has none: set its model.test_cfg.nms, e.g. "
+                          "dict(type='nms', iou_threshold=0.65).")
+    return nms
 
 
 @torch.no_grad()
@@ -68,15 +82,12 @@ def pseudo_bboxes_labels(head: nn.Module, preds: HeadOutputs, unlabeled: torch.T
         in pixels; at most :data:`MAX_PSEUDO_BOXES` per image, none for an image without
         a confident box (a background image).
     """
-    nms = (head.test_cfg or {}).get('nms')
-    if nms is None:
-        raise ConfigError("pseudo-labels take the NMS of the teacher's test_cfg, and the "
-                          "teacher has none: set its model.test_cfg.nms, e.g. "
-                          "dict(type='nms', iou_threshold=0.65).")
-    cfg = ConfigDict(multi_label=False, score_thr=score_thr, nms=nms,
+    cfg = ConfigDict(multi_label=False, score_thr=score_thr, nms=teacher_nms(head),
                      nms_pre=head.test_cfg.get('nms_pre', 30000),
                      max_per_img=MAX_PSEUDO_BOXES)
     index = unlabeled.nonzero().squeeze(1)
+    if not len(index):  # torch.cat of no rows fails
+        return preds[0][0].new_zeros((0, 6), dtype=torch.float32)
     cls, box, obj = ([level[index].float() for level in part] for part in preds)
     metas = [dict(ori_shape=tuple(input_shape), scale_factor=(1.0, 1.0))] * len(index)
     # decoding and NMS in float32 also under the training step's autocast (--amp)

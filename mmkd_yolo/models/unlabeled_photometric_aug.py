@@ -7,6 +7,7 @@ from typing import Tuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.dist import get_rank, get_world_size
 from torch import Tensor, nn
 
 from ..registry import MODELS
@@ -25,9 +26,15 @@ class UnlabeledPhotometricAug(nn.Module):
     it, the student this copy. Only the pixel values change, never the geometry, so the
     teacher's dense outputs stay the targets of the same cells. Applied by
     :class:`~mmkd_yolo.models.YOLOv5UnlabeledDataPreprocessor` (``student_aug``) to the
-    batch on its device, after the data loader: the pipeline runs once per image. Every
-    random draw comes from torch's global generators, which mmengine seeds
-    (``randomness.seed``), so a run repeats itself.
+    batch on its device, after the data loader: the pipeline runs once per image.
+
+    Every call draws one seed per process of the run from torch's global CPU generator,
+    which mmengine seeds (``randomness.seed``), and draws its augmentation from this
+    process's seed: a run repeats itself, and under DDP each rank augments its own
+    images its own way (mmengine seeds every rank alike unless
+    ``randomness.diff_rank_seed``; drawn from the global generator itself, all ranks
+    would augment alike). mmengine does not restore the generators' state on resume: a
+    resumed run draws other augmentations than an uninterrupted one would have.
 
     Per image, in this order:
 
@@ -82,6 +89,16 @@ class UnlabeledPhotometricAug(nn.Module):
                  cutout_scale: Tuple[float, float] = (0.05, 0.2),
                  fill: float = 114.0) -> None:
         super().__init__()
+        for name, p in (('jitter_prob', jitter_prob), ('blur_prob', blur_prob),
+                        ('noise_prob', noise_prob), ('cutout_prob', cutout_prob)):
+            if not 0 <= p <= 1:
+                raise ValueError(f'{name}={p}: a probability, use a value in [0, 1].')
+        if not 0 < blur_sigma[0] <= blur_sigma[1]:
+            raise ValueError(f'blur_sigma={tuple(blur_sigma)}: use (lowest, highest) with '
+                             '0 < lowest <= highest (a sigma of 0 makes a 0 / 0 kernel).')
+        if not 0 < cutout_scale[0] <= cutout_scale[1] <= 1:
+            raise ValueError(f'cutout_scale={tuple(cutout_scale)}: use (smallest, largest) '
+                             "shares of the image's side with 0 < smallest <= largest <= 1.")
         if blur_kernel < 1 or blur_kernel % 2 == 0:
             raise ValueError(f'blur_kernel={blur_kernel}: use an odd side (3, 5, 7), so '
                              'the blur does not shift the image.')
@@ -108,8 +125,9 @@ class UnlabeledPhotometricAug(nn.Module):
         m, _, h, w = images.shape
         if m == 0:
             return images.clone()
+        gen, device_gen = self._generators(images.device)
         # the batch's draws at once, on the CPU: the same numbers on any device
-        draw = torch.rand(m, 9)
+        draw = torch.rand(m, 9, generator=gen)
         out = self._jitter(images, draw[:, :5])
         blurred = (draw[:, 5] < self.blur_prob).nonzero().squeeze(1)
         if len(blurred):
@@ -121,12 +139,26 @@ class UnlabeledPhotometricAug(nn.Module):
         if noisy:
             # one plane for the three channels: a third of the draws, and plain
             # luminance noise as camera sensors make it
-            noise = torch.randn(len(noisy), 1, h, w, device=out.device, dtype=out.dtype)
+            noise = torch.randn(len(noisy), 1, h, w, device=out.device, dtype=out.dtype,
+                                generator=device_gen)
             for plane, i in zip(noise, noisy):  # in place: no gather and scatter
                 out[i].add_(plane, alpha=draw[i, 8].item() * self.noise_std)
         out.clamp_(0, 255)
-        self._cutout(out)
+        self._cutout(out, gen)
         return out
+
+    @staticmethod
+    def _generators(device: torch.device) -> Tuple[torch.Generator, torch.Generator]:
+        """This call's generators, on the CPU and on ``device``, seeded with this rank's
+        seed of the world's, all drawn from the global CPU generator: the global state
+        moves alike on every rank, the draws differ."""
+        seeds = torch.randint(2**63 - 1, (get_world_size(), ), dtype=torch.int64)
+        seed = int(seeds[get_rank()])
+        gen = torch.Generator().manual_seed(seed)
+        if device.type == 'cpu':
+            return gen, gen
+        device_seed = int(torch.randint(2**63 - 1, (1, ), generator=gen))
+        return gen, torch.Generator(device=device).manual_seed(device_seed)
 
     def _jitter(self, images: Tensor, draw: Tensor) -> Tensor:
         """Brightness, contrast, saturation and hue as one affine map per image, applied
@@ -150,7 +182,9 @@ class UnlabeledPhotometricAug(nn.Module):
         cos, sin = angle.cos().view(m, 1, 1), angle.sin().view(m, 1, 1)
         rot = cos * eye + sin * cross + (1 - cos) * torch.full((3, 3), k * k)
         matrix = (c * b).view(m, 1, 1) * rot @ sat
-        # contrast blends with the image's mean grey, which both colour maps keep
+        # contrast blends with the mean grey of the input, which saturation keeps (each
+        # pixel's grey); the hue rotation keeps the channels' mean, not the grey, so with
+        # a hue shift the blend is with a grey off by as much as that small shift moves it
         pixels = images.flatten(2)
         mean_grey = pixels.mean(2) @ luma.to(images)
         offset = ((1 - c) * b).to(images) * mean_grey
@@ -173,13 +207,13 @@ class UnlabeledPhotometricAug(nn.Module):
         padded = F.pad(images.reshape(1, m * ch, h, w), (radius, ) * 4, mode='replicate')
         return F.conv2d(padded, kernel[:, None].to(images), groups=m * ch).view_as(images)
 
-    def _cutout(self, images: Tensor) -> None:
+    def _cutout(self, images: Tensor, gen: torch.Generator) -> None:
         """Fill ``cutout_num`` rectangles of each chosen image with ``fill``, in place."""
         m, _, h, w = images.shape
         lo, hi = self.cutout_num
-        chosen = (torch.rand(m) < self.cutout_prob).tolist()
-        counts = torch.randint(lo, hi + 1, (m, )).tolist()
-        boxes = torch.rand(m, hi, 4).tolist()  # side x, side y, left, top
+        chosen = (torch.rand(m, generator=gen) < self.cutout_prob).tolist()
+        counts = torch.randint(lo, hi + 1, (m, ), generator=gen).tolist()
+        boxes = torch.rand(m, hi, 4, generator=gen).tolist()  # side x, side y, left, top
         s_lo, s_hi = self.cutout_scale
         for i in range(m):
             if not chosen[i]:

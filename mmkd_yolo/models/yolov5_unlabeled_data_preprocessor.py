@@ -34,10 +34,13 @@ class YOLOv5UnlabeledDataPreprocessor(YOLOv5DetDataPreprocessor):
 
     def __init__(self, *args, student_aug: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # in mmkd_yolo's scope whatever the default scope is when the model is built
-        # (mmyolo's, in its configs)
-        self.student_aug = MODELS.build(
-            dict(_scope_='mmkd_yolo', **student_aug)) if student_aug else None
+        self.student_aug = None
+        if student_aug:
+            cfg = dict(student_aug)
+            # in mmkd_yolo's scope whatever the default scope is when the model is built
+            # (mmyolo's, in its configs), unless the config names its own
+            cfg.setdefault('_scope_', 'mmkd_yolo')
+            self.student_aug = MODELS.build(cfg)
 
     def forward(self, data: dict, training: bool = False) -> dict:
         """Normalise and pad as mmyolo's; in training, keep ``unlabeled``, shape (N,), and
@@ -65,12 +68,16 @@ class YOLOv5UnlabeledDataPreprocessor(YOLOv5DetDataPreprocessor):
     def _student_view(self, inputs: torch.Tensor, unlabeled: torch.Tensor) -> torch.Tensor:
         """``inputs`` (N, 3, H, W) with the unlabeled rows replaced by their augmented
         copy, normalised as ``inputs``."""
-        pixels = inputs[unlabeled]
-        if self._enable_normalize:
-            pixels = pixels * self.std + self.mean
-        augmented = self.student_aug(pixels)
-        if self._enable_normalize:
-            augmented = (augmented - self.mean) / self.std
+        # in float32 also under --amp: mmengine runs the preprocessor inside the optim
+        # wrapper's autocast, which would run the augmentation's matmul and convolution
+        # in half precision (bfloat16 rounds pixel values above 128 to whole levels)
+        with torch.autocast(inputs.device.type, enabled=False):
+            pixels = inputs[unlabeled].float()
+            if self._enable_normalize:
+                pixels = pixels * self.std + self.mean
+            augmented = self.student_aug(pixels)
+            if self._enable_normalize:
+                augmented = (augmented - self.mean) / self.std
         student = inputs.clone()
         student[unlabeled] = augmented.to(student.dtype)
         return student

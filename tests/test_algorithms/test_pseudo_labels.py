@@ -123,7 +123,44 @@ def test_without_unlabeled_images_nothing_changes(model):
     assert torch.equal(targets, LABELED_BOXES)
 
 
+def test_once_distillation_stops_no_pseudo_box_is_made(model):
+    """The unlabeled rows are left out of the batch: no teacher forward, no pseudo box,
+    the student's detection loss on the labeled images and their targets alone."""
+    inputs, samples = batch()
+    losses = {}
+    seen_inputs = []
+    hook = model.student.backbone.register_forward_pre_hook(
+        lambda module, args: seen_inputs.append(args[0].shape[0]))
+    model.distillation_stopped = True
+    try:
+        (targets, ) = targets_seen(model, lambda: losses.update(model.loss(inputs, samples)))
+    finally:
+        model.distillation_stopped = False
+        hook.remove()
+    assert seen_inputs == [4]
+    assert torch.equal(targets, LABELED_BOXES)
+    assert 'data.pseudo_boxes' not in losses
+    assert losses['data.unlabeled'].item() == 0 and losses['data.labeled'].item() == 4
+    assert not any(k.startswith('distill.') for k in losses)
+
+
+def test_a_teacher_without_nms_is_named_at_build():
+    """Was: found at the first training step."""
+    from mmengine.config import ConfigDict
+
+    from mmkd_yolo.models.detector_cfg import resolve_detector_cfg
+    cfg = Config.fromfile(KD_OUT_N2N).model
+    teacher = MODELS.build(resolve_detector_cfg(cfg.teacher))
+    teacher.bbox_head.test_cfg = ConfigDict(score_thr=0.001)
+    with pytest.raises(ConfigError, match='the teacher has none: set its model.test_cfg.nms'):
+        MODELS.build(dict(copy.deepcopy(cfg), teacher=teacher, pseudo_label_score_thr=0.5,
+                          teacher_precision='fp32'))
+
+
 @pytest.mark.parametrize('score', [0.0, 1.0, 1.5, float('nan')])
 def test_pseudo_label_score_must_be_in_the_open_unit_interval(score):
-    with pytest.raises(ConfigError, match=r'is not in \(0, 1\) \(--unlabeled-pseudo-labels\)'):
+    """The message of --unlabeled-pseudo-labels (tests/test_apis/test_unlabeled.py): one
+    check for both."""
+    with pytest.raises(ConfigError, match=rf'pseudo_label_score_thr {score} '
+                       r'\(--unlabeled-pseudo-labels\) is not in \(0, 1\)'):
         YOLOv5Distill(architecture={}, teacher={}, distiller={}, pseudo_label_score_thr=score)

@@ -54,6 +54,33 @@ def test_student_view_augments_the_unlabeled_rows_in_pixel_space():
     assert torch.equal(out['data_samples']['unlabeled'], unlabeled)
 
 
+def test_student_view_in_float32_under_autocast():
+    """--amp: mmengine runs the preprocessor inside the optim wrapper's autocast; the
+    augmentation's matmul and convolution ran in half precision and returned half."""
+    aug = dict(type='mmkd_yolo.UnlabeledPhotometricAug', jitter_prob=1.0, blur_prob=1.0,
+               noise_prob=0.0, cutout_prob=0.0)
+    prep = YOLOv5UnlabeledDataPreprocessor(mean=[0.] * 3, std=[255.] * 3, bgr_to_rgb=True,
+                                           student_aug=aug)
+    torch.manual_seed(0)
+    out = prep(collated(UNLABELED), True)
+    plain = out['data_samples']['student_inputs']
+    torch.manual_seed(0)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        amp = prep(collated(UNLABELED), True)['data_samples']['student_inputs']
+    assert amp.dtype == torch.float32
+    assert (plain[4:] - out['inputs'][4:]).abs().mean() > 0.01
+    assert torch.equal(amp, plain)
+
+
+def test_student_aug_may_name_its_scope():
+    """A ``student_aug`` with its own ``_scope_`` (was: a TypeError, the key given
+    twice)."""
+    aug = dict(CUTOUT_ONLY, type='UnlabeledPhotometricAug', _scope_='mmkd_yolo')
+    prep = YOLOv5UnlabeledDataPreprocessor(mean=[0.] * 3, std=[255.] * 3, student_aug=aug)
+    assert type(prep.student_aug).__name__ == 'UnlabeledPhotometricAug'
+    assert aug['_scope_'] == 'mmkd_yolo' and 'cutout_prob' in aug  # the config as given
+
+
 def test_one_view_without_student_aug_unlabeled_images_or_training():
     plain = YOLOv5UnlabeledDataPreprocessor(mean=[0.] * 3, std=[255.] * 3)
     assert 'student_inputs' not in plain(collated(UNLABELED), True)['data_samples']
@@ -209,6 +236,19 @@ def test_mse_loss_weighs_each_images_share():
         assert got[part].item() == pytest.approx(value, rel=1e-5), part
 
 
+def test_output_loss_reads_the_image_weights_once(monkeypatch):
+    """Reading a GPU tensor's values waits for the device: once per loss, not once per
+    level and part (was 6 times here: obj and cls, 3 levels)."""
+    loss = output_loss()
+    loss.image_weights = torch.tensor([1.0, 2.0, 1.0, 2.0])
+    calls = []
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, 'tolist',
+                        lambda self: calls.append(self.shape) or tolist(self))
+    loss(head_outputs(0), head_outputs(1))
+    assert calls == [(4, )]
+
+
 def test_image_weights_of_another_batch_are_named():
     loss = output_loss()
     loss.image_weights = torch.ones(3)
@@ -229,7 +269,8 @@ def test_distiller_hands_the_weights_for_the_call_only(model):
         model.unlabeled_weight = 2.0
         weighted = model.loss(inputs, samples)
         labeled = {k: v for k, v in samples.items() if k != 'unlabeled'}
-        model.loss(inputs[:4], dict(labeled, bboxes_labels=samples['bboxes_labels'],
+        # a copy: mmyolo's loss normalises the targets in place
+        model.loss(inputs[:4], dict(labeled, bboxes_labels=samples['bboxes_labels'].clone(),
                                     img_metas=samples['img_metas'][:4]))
         model.unlabeled_weight = 1.0
         plain = model.loss(inputs, samples)
@@ -250,7 +291,29 @@ def test_weights_are_cleared_when_a_loss_fails():
     assert loss.image_weights is None
 
 
-def test_unlabeled_weight_must_be_positive():
-    with pytest.raises(ConfigError, match=r'unlabeled_weight=0 must be > 0 '
-                       r'\(--unlabeled-weight\)'):
-        YOLOv5Distill(architecture={}, teacher={}, distiller={}, unlabeled_weight=0)
+@pytest.mark.parametrize('weight', [0, -1.0, float('inf'), float('nan')])
+def test_unlabeled_weight_must_be_finite_and_positive(weight, tmp_path):
+    """One check, one message, for the model and for --unlabeled-weight."""
+    from mmkd_yolo.apis import prepare_train_cfg
+
+    from ..test_apis.test_unlabeled import black_images
+    message = rf'unlabeled_weight {weight} \(--unlabeled-weight\) is not in \(0, inf\)'
+    with pytest.raises(ConfigError, match=message):
+        YOLOv5Distill(architecture={}, teacher={}, distiller={}, unlabeled_weight=weight)
+    with pytest.raises(ConfigError, match=message):
+        prepare_train_cfg(KD_OUT_N2N, unlabeled=[black_images(tmp_path / 'u', 1)],
+                          unlabeled_weight=weight)
+
+
+def test_an_unlabeled_weight_no_loss_takes_is_refused():
+    """A distiller whose losses do not weigh images (feature losses only) would ignore
+    unlabeled_weight unsaid."""
+    cfg = Config.fromfile(KD_OUT_N2N.replace('kd-out_', 'kd-out-cwd_'))
+    distiller = cfg.model.distiller
+    del distiller.distill_losses['loss_out'], distiller.loss_forward_mappings['loss_out']
+    with pytest.raises(ConfigError, match=r"unlabeled_weight 2 \(--unlabeled-weight\) .* "
+                       r"none of this distiller's losses \{'loss_cwd0': "
+                       r"'ChannelWiseDivergence'.* add dict\(type='mmkd_yolo"
+                       r".YOLOv5OutputDistillLoss'\)"):
+        MODELS.build(dict(copy.deepcopy(cfg.model), teacher_precision='fp32',
+                          unlabeled_weight=2.0))

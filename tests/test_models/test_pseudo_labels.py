@@ -103,3 +103,65 @@ def test_a_teacher_without_nms_is_named(head):
             pseudo_bboxes_labels(head, head_outputs(head), UNLABELED, 0.5, (SIZE, SIZE))
     finally:
         head.test_cfg = saved
+
+
+def test_no_unlabeled_image_no_row(head):
+    """An all-False mask (was: torch.cat of no rows failed)."""
+    none = torch.zeros(3, dtype=torch.bool)
+    rows = pseudo_bboxes_labels(head, head_outputs(head), none, 0.5, (SIZE, SIZE))
+    assert rows.shape == (0, 6) and rows.dtype == torch.float32
+    labeled = torch.tensor([[0, 3, 10., 12., 30., 40.]])
+    new, per_image = with_pseudo_labels(dict(bboxes_labels=labeled), head, head_outputs(head),
+                                        none, 0.5, (SIZE, SIZE))
+    assert torch.equal(new['bboxes_labels'], labeled) and per_image.item() == 0
+
+
+def localising_outputs(head, box, confident, height, width):
+    """Head outputs (one image, ``height`` x ``width``) of a teacher that localises one
+    object: every prior of every cell predicts ``box`` (cx, cy, w, h in pixels) as near
+    as its range allows (raw outputs found by inverting YOLOv5's decoding), and only the
+    ``confident`` (level, prior, row, column) is sure of it (class 0)."""
+    cx, cy, bw, bh = box
+    a, c = head.num_base_priors, head.num_classes
+    cls, boxes, obj = [], [], []
+    for level, stride in enumerate(head.featmap_strides):
+        h, w = height // stride, width // stride
+        rows = torch.arange(h, dtype=torch.float32).view(h, 1).expand(h, w)
+        cols = torch.arange(w, dtype=torch.float32).view(1, w).expand(h, w)
+        raw = torch.zeros(1, a * 4, h, w)
+        for p, (aw, ah) in enumerate(head.prior_generator.base_sizes[level]):
+            # x = stride * (2 sigmoid(t) - 0.5 + col); w = anchor * (2 sigmoid(t))^2
+            sig = torch.stack([(cx / stride - cols + 0.5) / 2, (cy / stride - rows + 0.5) / 2,
+                               torch.full((h, w), (bw / aw)**0.5 / 2),
+                               torch.full((h, w), (bh / ah)**0.5 / 2)])
+            raw[0, p * 4:p * 4 + 4] = torch.logit(sig.clamp(1e-4, 1 - 1e-4))
+        boxes.append(raw)
+        cls.append(torch.full((1, a * c, h, w), -12.0))
+        obj.append(torch.full((1, a, h, w), -12.0))
+    level, prior, row, col = confident
+    obj[level][0, prior, row, col] = 8.0
+    cls[level][0, prior * c, row, col] = 8.0
+    return cls, boxes, obj
+
+
+def test_pseudo_boxes_are_in_the_frame_of_the_students_loss(head):
+    """The frame checked by the loss, not by the decoding: a non-square batch (64 x 96,
+    so height and width cannot be swapped unseen), the box near the right edge (a
+    height taken for the width clips it). The teacher's pseudo box as the target of a
+    student with the teacher's outputs: the student's box loss is its own prediction's
+    (near zero); the box a quarter of the width to the left, far from zero."""
+    height, width = 64, 96
+    preds = localising_outputs(head, (80., 32., 24., 30.), (0, 1, 4, 10), height, width)
+    rows = pseudo_bboxes_labels(head, preds, torch.tensor([True]), 0.5, (height, width))
+    assert rows.shape == (1, 6) and rows[0, :2].tolist() == [0, 0]
+    assert torch.allclose(rows[0, 2:], torch.tensor([68., 17., 92., 47.]), atol=0.1)
+
+    def loss_bbox(targets):  # a copy: mmyolo normalises the targets in place
+        metas = [dict(batch_input_shape=(height, width))]
+        return head.loss_by_feat(*preds, targets.clone(), metas)['loss_bbox'].item()
+
+    shifted = rows.clone()
+    shifted[:, [2, 4]] -= width / 4
+    matched, off = loss_bbox(rows), loss_bbox(shifted)
+    assert off > 0.02, off
+    assert matched < 0.1 * off, (matched, off)

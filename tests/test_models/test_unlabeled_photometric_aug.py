@@ -126,10 +126,56 @@ def test_cutout_fills_grey_rectangles_of_the_set_size():
 @pytest.mark.parametrize('kwargs, message', [
     (dict(blur_kernel=4), 'blur_kernel=4: use an odd side'),
     (dict(cutout_num=(0, 3)), r'cutout_num=\(0, 3\): use \(fewest, most\)'),
+    # a sigma of 0 made a 0 / 0 kernel: NaN images
+    (dict(blur_sigma=(0, 1.0)), r'blur_sigma=\(0, 1.0\): use \(lowest, highest\) with 0 <'),
+    (dict(blur_sigma=(2.0, 1.0)), r'blur_sigma=\(2.0, 1.0\)'),
+    # a side over the image's wrapped the slice round
+    (dict(cutout_scale=(0.5, 1.5)), r'cutout_scale=\(0.5, 1.5\): use \(smallest, largest\)'),
+    (dict(cutout_scale=(0.0, 0.2)), r'cutout_scale=\(0.0, 0.2\)'),
+    (dict(cutout_scale=(0.3, 0.2)), r'cutout_scale=\(0.3, 0.2\)'),
+    (dict(jitter_prob=1.5), r'jitter_prob=1.5: a probability, use a value in \[0, 1\]'),
+    (dict(blur_prob=-0.1), r'blur_prob=-0.1: a probability'),
+    (dict(noise_prob=2), r'noise_prob=2: a probability'),
+    (dict(cutout_prob=float('nan')), r'cutout_prob=nan: a probability'),
 ])
 def test_bad_parameters_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         UnlabeledPhotometricAug(**kwargs)
+
+
+def test_the_largest_cutout_scale_fills_the_whole_image():
+    images = torch.zeros(2, 3, 10, 12)
+    torch.manual_seed(0)
+    out = only(cutout_prob=1.0, cutout_scale=(1.0, 1.0), fill=114.0)(images)
+    assert (out == 114.0).all()
+
+
+def on_rank(monkeypatch, rank, world_size):
+    import mmkd_yolo.models.unlabeled_photometric_aug as module
+    monkeypatch.setattr(module, 'get_rank', lambda: rank)
+    monkeypatch.setattr(module, 'get_world_size', lambda: world_size)
+
+
+def test_each_rank_draws_its_own_augmentation_from_the_same_seed(monkeypatch):
+    """mmengine seeds every DDP rank alike (diff_rank_seed=False): drawn from the global
+    generator, every rank augmented its images alike. Each rank's draws differ; the
+    global generator moves alike on all; one process repeats itself from the seed."""
+    aug = UnlabeledPhotometricAug()
+    images = colour_images()
+
+    def draw(rank, world_size, seed=3):
+        on_rank(monkeypatch, rank, world_size)
+        torch.manual_seed(seed)
+        out = aug(images)
+        return out, torch.rand(1)
+
+    (rank0, after0), (rank1, after1) = draw(0, 2), draw(1, 2)
+    assert (rank0 - rank1).abs().mean((1, 2, 3)).min() > 1.0  # every image differs
+    assert torch.equal(after0, after1)  # the global stream stays in step across ranks
+    assert torch.equal(draw(1, 2)[0], rank1)
+    alone, _ = draw(0, 1)
+    assert torch.equal(draw(0, 1)[0], alone)
+    assert torch.isfinite(alone).all()
 
 
 def test_an_empty_batch_passes():

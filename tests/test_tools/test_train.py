@@ -277,7 +277,8 @@ def test_train_with_unlabeled_images(shapes_dir, tmp_path):
     assert {(r['data.labeled'], r['data.unlabeled']) for r in train_rows} == {(3.0, 1.0)}
     assert all(r['distill.loss_out_obj'] > 0 for r in train_rows)
     assert "1 unlabeled (detection loss against the teacher's boxes scoring > 0.5" in out
-    assert all(0 <= r['data.pseudo_boxes'] <= 100 for r in train_rows)
+    # logged every iteration (its value, 0 to 100 boxes by construction, tells nothing)
+    assert all(isinstance(r.get('data.pseudo_boxes'), float) for r in train_rows), train_rows
     out = run_tool([osp.join(REPO, 'tools', 'misc', 'check_config.py'), KD_OUT_S2N,
                     '--unlabeled', str(frames)], cwd=shapes_dir)
     assert '--unlabeled: 6 images' in out and '8 labeled (detection and distillation' in out
