@@ -1,7 +1,6 @@
 """benchmarks/gpu_check.sh (and its driver gpu_check.py): the shell syntax, the command plans
 (the CUDA one forced with ``--plan cuda``, so it is checked without a GPU), the reading of the
 runs' logs, and one end-to-end run of the CPU fallback on generated data."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -17,6 +16,7 @@ from mmkd_yolo.models.detector_cfg import load_detector_cfg
 from mmkd_yolo.registry import MODELS
 
 from ..conftest import REPO
+from ..helpers.scripts import load_script
 from ..helpers.ultralytics_pt import write_ultralytics_pt
 from ..test_datasets.test_yolo_data import make_yolo_tree
 
@@ -26,11 +26,7 @@ VENV = osp.dirname(osp.dirname(sys.executable))
 
 
 def load_driver():
-    spec = importlib.util.spec_from_file_location(
-        'gpu_check', osp.join(REPO, 'benchmarks', 'gpu_check.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(osp.join(REPO, 'benchmarks', 'gpu_check.py'), 'gpu_check')
 
 
 def run_script(*args, timeout=60):

@@ -1,6 +1,5 @@
 """benchmarks/kd_gain.py: what its variants pass to tools/train.py, and the extra
 unlabeled images of the demo-unlabeled regime."""
-import importlib.util
 import os
 import os.path as osp
 from pathlib import Path
@@ -8,15 +7,12 @@ from pathlib import Path
 import pytest
 
 from ..conftest import REPO
+from ..helpers.scripts import load_script
 
 
 @pytest.fixture(scope='module')
 def kd_gain():
-    spec = importlib.util.spec_from_file_location(
-        'kd_gain', osp.join(REPO, 'benchmarks', 'kd_gain.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(osp.join(REPO, 'benchmarks', 'kd_gain.py'), 'kd_gain')
 
 
 @pytest.mark.parametrize('variant, expected', [

@@ -5,7 +5,6 @@ its arguments and directory), in a copy of the tools laid out as an installed pa
 ``.mim`` folder: tools and configs are found from the file's place, outputs go under the
 current directory.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -16,6 +15,7 @@ import sys
 import pytest
 
 from ..conftest import CPU_TAIL, REPO
+from ..helpers.scripts import load_script
 
 TRAIN_RUNS = osp.join(REPO, 'tools', 'misc', 'train_runs.py')
 
@@ -33,17 +33,9 @@ open(os.path.join(work_dir, 'epoch_1.pth'), 'w').close()
 '''
 
 
-def load(path, name):
-    """The module of ``path`` (the tools are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def runs():
-    return load(TRAIN_RUNS, 'train_runs')
+    return load_script(TRAIN_RUNS, 'train_runs')
 
 
 @pytest.fixture
@@ -55,7 +47,7 @@ def mim(tmp_path):
     shutil.copy(TRAIN_RUNS, root / 'tools' / 'misc')
     (root / 'tools' / 'train.py').write_text(STUB_TRAIN)
     shutil.copytree(osp.join(REPO, 'configs'), root / 'configs')
-    return root, load(str(root / 'tools' / 'misc' / 'train_runs.py'), 'mim_train_runs')
+    return root, load_script(str(root / 'tools' / 'misc' / 'train_runs.py'), 'mim_train_runs')
 
 
 @pytest.fixture
