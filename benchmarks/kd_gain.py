@@ -71,29 +71,39 @@ VARIANTS: Dict[str, Optional[dict]] = {
                                           loss_weight=0.1)),
     'kd-out-cwd': dict(switch='--d-feature'),
     # the *-unlabeled regimes: the default recipe with the unlabeled images in each batch
-    # (--unlabeled distils to the end: it switches the configs' stop off)
+    # (--unlabeled distils to the end: it switches the configs' stop off). The variants
+    # measured when the unlabeled images' default weight was 1 pass it (--unlabeled-weight)
     'kd-out+unlabeled': dict(unlabeled=0.5),
-    'kd-out+unlabeled-r0.25': dict(unlabeled=0.25),
-    'kd-out+unlabeled-r0.75': dict(unlabeled=0.75),
+    'kd-out+unlabeled-r0.25': dict(unlabeled=0.25, weight=1.0),
+    'kd-out+unlabeled-r0.75': dict(unlabeled=0.75, weight=1.0),
     # at equal compute: the student sees the unlabeled images strongly augmented (two
-    # views, --unlabeled-aug strong), their output distillation weighs more
-    # (--unlabeled-weight), or both
-    'kd-out+unlabeled-2view': dict(unlabeled=0.5, aug='strong'),
+    # views, --unlabeled-aug strong), their output distillation weighs 1, 2 (the default)
+    # or more (--unlabeled-weight), or both
+    'kd-out+unlabeled-2view': dict(unlabeled=0.5, aug='strong', weight=1.0),
+    'kd-out+unlabeled-w1': dict(unlabeled=0.5, weight=1.0),
     'kd-out+unlabeled-w2': dict(unlabeled=0.5, weight=2.0),
+    'kd-out+unlabeled-w3': dict(unlabeled=0.5, weight=3.0),
+    'kd-out+unlabeled-w5': dict(unlabeled=0.5, weight=5.0),
     'kd-out+unlabeled-2view-w2': dict(unlabeled=0.5, aug='strong', weight=2.0),
     'kd-out+unlabeled-2view-w3': dict(unlabeled=0.5, aug='strong', weight=3.0),
     # the unlabeled images get the detection loss too, against the teacher's boxes
     # scoring above 0.5 (--unlabeled-pseudo-labels), alone and with the variants above
-    'kd-out+unlabeled-pl': dict(unlabeled=0.5, pseudo_labels=0.5),
-    'kd-out+unlabeled-2view-pl': dict(unlabeled=0.5, aug='strong', pseudo_labels=0.5),
+    'kd-out+unlabeled-pl': dict(unlabeled=0.5, weight=1.0, pseudo_labels=0.5),
+    'kd-out+unlabeled-w2-pl': dict(unlabeled=0.5, weight=2.0, pseudo_labels=0.5),
+    'kd-out+unlabeled-2view-pl': dict(unlabeled=0.5, aug='strong', weight=1.0,
+                                      pseudo_labels=0.5),
     'kd-out+unlabeled-2view-w2-pl': dict(unlabeled=0.5, aug='strong', weight=2.0,
                                          pseudo_labels=0.5),
     # the control of kd-out+unlabeled: the labeled images alone for as many iterations
     # (half of each batch unlabeled doubles an epoch's iterations), twice the epochs
     'kd-out-2x-epochs': dict(epochs_factor=2),
+    # the same at another learning rate (the configs' is 0.01): how much of a difference
+    # between the recipes at equal iterations is the size of the steps?
+    'kd-out-2x-epochs-lr0.005': dict(epochs_factor=2, lr=0.005),
+    'kd-out-2x-epochs-lr0.015': dict(epochs_factor=2, lr=0.015),
     # a longer schedule, distilling to the end, at equal iterations: do the unlabeled
     # images pay where the labeled ones alone have been seen many times over?
-    'kd-out+unlabeled-2x-epochs': dict(unlabeled=0.5, epochs_factor=2),
+    'kd-out+unlabeled-2x-epochs': dict(unlabeled=0.5, weight=1.0, epochs_factor=2),
     'kd-out-nostop-4x-epochs': dict(num_last_epochs=0, epochs_factor=4),
 }
 #: the *-unlabeled regimes' default: with the same-iteration control, so the table says
@@ -173,6 +183,8 @@ def variant_config(name: str, kd_config: str, out: str) -> Optional[str]:
     if 'loss_out' in spec:
         lines.append(f'model = dict(distiller=dict(distill_losses=dict(loss_out='
                      f'{spec["loss_out"]!r})))')
+    if 'lr' in spec:
+        lines.append(f'optim_wrapper = dict(optimizer=dict(lr={spec["lr"]!r}))')
     if 'num_last_epochs' in spec:
         lines.append('custom_hooks = [h for h in _base_.custom_hooks if h["type"] != '
                      '"mmkd_yolo.StopDistillLastEpochsHook"] + [dict(type='

@@ -49,7 +49,8 @@ def add_distill_args(parser: argparse.ArgumentParser) -> None:
                         help='share of each batch taken by unlabeled images (default 0.5)')
     parser.add_argument('--unlabeled-weight', type=float, metavar='W',
                         help="weight of an unlabeled image in the output-distillation loss, "
-                        f"a labeled one's being 1 (> 0; default {DEFAULT_UNLABELED_WEIGHT:g})")
+                        f"a labeled one's being 1 (> 0; default {DEFAULT_UNLABELED_WEIGHT:g}, "
+                        '1 for a distiller without an output-distillation loss)')
     parser.add_argument('--unlabeled-aug', choices=sorted(UNLABELED_AUGS),
                         help="the student's view of the unlabeled images: strong "
                         '(photometric: colour, blur, noise, cutout; the teacher sees them '

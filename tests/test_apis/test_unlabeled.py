@@ -13,7 +13,10 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.runner import Runner, set_random_seed
 
 from mmkd_yolo.apis import prepare_train_cfg
-from mmkd_yolo.apis.unlabeled import _val_images, apply_unlabeled
+from mmkd_yolo.apis.config import type_name
+from mmkd_yolo.apis.unlabeled import _val_images, _weighs_images, apply_unlabeled
+from mmkd_yolo.losses import YOLOv5OutputDistillLoss
+from mmkd_yolo.registry import MODELS as MMKD_MODELS
 from mmkd_yolo.errors import ConfigError
 
 from ..conftest import KD_OUT_N2N, KD_OUT_S2N, STUDENT_N
@@ -210,18 +213,65 @@ def test_val_overlap_warning_sees_a_concatenated_val_set(tmp_path, shapes_dir):
 
 
 # --- the student's view and the unlabeled images' weight (--unlabeled-aug / -weight) --------
+def test_default_weight_only_for_a_distiller_whose_losses_weigh_images(tmp_path):
+    """The default weight (2) acts on the output-distillation loss; a distiller of
+    feature losses only would refuse it at build (nothing weighs images), so it keeps 1
+    unless the user asks. A config's own weight, 1 included, wins over the default."""
+    folder = black_images(tmp_path / 'u', 2)
+    cfg = prepare_train_cfg(KD_OUT_S2N)
+    losses = cfg.model.distiller.distill_losses
+    assert [type_name(loss) for loss in losses.values()] == ['YOLOv5OutputDistillLoss']
+    features_only = copy.deepcopy(cfg)
+    features_only.model.distiller.distill_losses = dict(
+        loss_cwd=dict(type='ChannelWiseDivergence', tau=1, loss_weight=1))
+    apply_unlabeled(cfg, [folder])
+    apply_unlabeled(features_only, [folder])
+    assert cfg.model.unlabeled_weight == 2.0
+    assert features_only.model.unlabeled_weight == 1.0
+    own = prepare_train_cfg(KD_OUT_S2N, cfg_options={'model.unlabeled_weight': 1.0},
+                            unlabeled=[folder])
+    assert own.model.unlabeled_weight == 1.0
+
+
+@pytest.mark.parametrize('loss, weighs', [
+    (dict(type='YOLOv5OutputDistillLoss'), True),
+    (dict(type='mmkd_yolo.YOLOv5MSEOutputDistillLoss', loss_weight=0.1), True),
+    (dict(type=YOLOv5OutputDistillLoss), True),  # a class, as a Python config may give
+    (dict(type='ChannelWiseDivergence', tau=1), False),
+    (dict(type='mmrazor.ChannelWiseDivergence', tau=1), False),
+    (dict(type='NoSuchLoss'), False),
+    (dict(loss_weight=1), False),
+    (None, False),
+])
+def test_weighs_images_by_the_loss_class(loss, weighs):
+    """The default weight goes where a loss takes image weights (a YOLOv5HeadLossBase),
+    however the config names its type."""
+    model = dict(distiller=dict(distill_losses=dict(
+        loss_cwd=dict(type='ChannelWiseDivergence', tau=1), other=loss)))
+    assert _weighs_images(model) is weighs
+
+
+def test_weighs_images_for_a_subclass_registered_under_its_own_name():
+    @MMKD_MODELS.register_module(name='TestOwnOutputLoss', force=True)
+    class OwnOutputLoss(YOLOv5OutputDistillLoss):
+        pass
+    model = dict(distiller=dict(distill_losses=dict(own=dict(type='TestOwnOutputLoss'))))
+    assert _weighs_images(model)
+    assert not _weighs_images(dict(distiller=dict(distill_losses={})))
+
+
 def test_weight_and_view_reach_the_model_and_the_log(tmp_path):
     folder = black_images(tmp_path / 'u', 2)
     default = prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder])
-    assert default.model.unlabeled_weight == 1.0
+    assert default.model.unlabeled_weight == 2.0  # DEFAULT_UNLABELED_WEIGHT
     assert 'student_aug' not in default.model.data_preprocessor
     with logged('unlabeled_view_test') as records:
-        cfg = prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder], unlabeled_weight=2.0,
+        cfg = prepare_train_cfg(KD_OUT_S2N, unlabeled=[folder], unlabeled_weight=3.0,
                                 unlabeled_aug='strong')
-    assert cfg.model.unlabeled_weight == 2.0
+    assert cfg.model.unlabeled_weight == 3.0
     assert cfg.model.data_preprocessor.student_aug == dict(type='mmkd_yolo.UnlabeledPhotometricAug')
     line = next(r.getMessage() for r in records if 'images from' in r.getMessage())
-    assert 'output distillation weighted 2;' in line, line
+    assert 'output distillation weighted 3;' in line, line
     assert '--unlabeled-aug strong: the student sees them strongly augmented' in line, line
 
 

@@ -17,12 +17,15 @@ def kd_gain():
 
 @pytest.mark.parametrize('variant, expected', [
     ('kd-out+unlabeled', []),
-    ('kd-out+unlabeled-2view', ['--unlabeled-aug', 'strong']),
+    ('kd-out+unlabeled-w1', ['--unlabeled-weight', '1.0']),
+    ('kd-out+unlabeled-2view', ['--unlabeled-aug', 'strong', '--unlabeled-weight', '1.0']),
     ('kd-out+unlabeled-w2', ['--unlabeled-weight', '2.0']),
+    ('kd-out+unlabeled-w3', ['--unlabeled-weight', '3.0']),
     ('kd-out+unlabeled-2view-w2', ['--unlabeled-aug', 'strong', '--unlabeled-weight', '2.0']),
     ('kd-out+unlabeled-2view-w3', ['--unlabeled-aug', 'strong', '--unlabeled-weight', '3.0']),
-    ('kd-out+unlabeled-pl', ['--unlabeled-pseudo-labels', '0.5']),
-    ('kd-out+unlabeled-2view-pl', ['--unlabeled-aug', 'strong',
+    ('kd-out+unlabeled-pl', ['--unlabeled-weight', '1.0', '--unlabeled-pseudo-labels', '0.5']),
+    ('kd-out+unlabeled-w2-pl', ['--unlabeled-weight', '2.0', '--unlabeled-pseudo-labels', '0.5']),
+    ('kd-out+unlabeled-2view-pl', ['--unlabeled-aug', 'strong', '--unlabeled-weight', '1.0',
                                    '--unlabeled-pseudo-labels', '0.5']),
     ('kd-out+unlabeled-2view-w2-pl', ['--unlabeled-aug', 'strong', '--unlabeled-weight', '2.0',
                                       '--unlabeled-pseudo-labels', '0.5']),
@@ -107,7 +110,7 @@ def test_runs_on_other_unlabeled_images_get_their_own_work_dirs(kd_gain, tmp_pat
     extra = dirs[osp.join('kd-out+unlabeled-2view', 'seed0_u9')]
     listed = extra[extra.index('--unlabeled') + 1]
     assert len(read_list(listed)) == 9
-    assert extra[-2:] == ['--unlabeled-aug', 'strong']
+    assert extra[-4:] == ['--unlabeled-aug', 'strong', '--unlabeled-weight', '1.0']
 
 
 @pytest.mark.parametrize('argv', [['demo', '--unlabeled-images', '500'],
