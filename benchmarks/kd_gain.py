@@ -83,7 +83,6 @@ VARIANTS: Dict[str, Optional[dict]] = {
     'kd-out+unlabeled-w1': dict(unlabeled=0.5, weight=1.0),
     'kd-out+unlabeled-w2': dict(unlabeled=0.5, weight=2.0),
     'kd-out+unlabeled-w3': dict(unlabeled=0.5, weight=3.0),
-    'kd-out+unlabeled-w5': dict(unlabeled=0.5, weight=5.0),
     'kd-out+unlabeled-2view-w2': dict(unlabeled=0.5, aug='strong', weight=2.0),
     'kd-out+unlabeled-2view-w3': dict(unlabeled=0.5, aug='strong', weight=3.0),
     # the unlabeled images get the detection loss too, against the teacher's boxes
