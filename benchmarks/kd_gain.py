@@ -100,10 +100,19 @@ VARIANTS: Dict[str, Optional[dict]] = {
     # between the recipes at equal iterations is the size of the steps?
     'kd-out-2x-epochs-lr0.005': dict(epochs_factor=2, lr=0.005),
     'kd-out-2x-epochs-lr0.015': dict(epochs_factor=2, lr=0.015),
+    # ... and the unlabeled images at that rate: do they add to what the smaller step gives?
+    'kd-out+unlabeled-w1-lr0.005': dict(unlabeled=0.5, weight=1.0, lr=0.005),
+    'kd-out+unlabeled-w2-lr0.005': dict(unlabeled=0.5, weight=2.0, lr=0.005),
     # a longer schedule, distilling to the end, at equal iterations: do the unlabeled
     # images pay where the labeled ones alone have been seen many times over?
     'kd-out+unlabeled-2x-epochs': dict(unlabeled=0.5, weight=1.0, epochs_factor=2),
+    'kd-out+unlabeled-w2-2x-epochs': dict(unlabeled=0.5, weight=2.0, epochs_factor=2),
     'kd-out-nostop-4x-epochs': dict(num_last_epochs=0, epochs_factor=4),
+    # the ceiling at equal iterations: every training image labeled (the unlabeled ones'
+    # labels given back), half the epochs: as many iterations as the half-unlabeled
+    # recipes (an epoch of all labels is twice one of mixed batches); no unlabeled recipe
+    # has more information than this run
+    'kd-out-all-labels-half-epochs': dict(all_labels=True, epochs_factor=0.5),
 }
 #: the *-unlabeled regimes' default: with the same-iteration control, so the table says
 #: whether the unlabeled images or the extra iterations make the difference
@@ -140,18 +149,26 @@ def parse_args():
                                               args.unlabeled_images < 1):
         parser.error('--unlabeled-images N (N >= 1) is for the demo-unlabeled regime')
     args.variants = args.variants or (UNLABELED_VARIANTS if unlabeled else ['plain', 'kd-out'])
-    misplaced = [v for v in args.variants if (VARIANTS[v] or {}).get('unlabeled') and
-                 not unlabeled]
+    misplaced = [v for v in args.variants if not unlabeled and
+                 any(key in (VARIANTS[v] or {}) for key in ('unlabeled', 'all_labels'))]
     if misplaced:
-        parser.error(f'{misplaced} need unlabeled images: use the real-unlabeled or '
-                     'demo-unlabeled regime')
+        parser.error(f'{misplaced} need a regime with unlabeled images (their labels, for '
+                     'all_labels variants): use the real-unlabeled or demo-unlabeled regime')
+    epochs = args.epochs if args.regime.startswith('real') else DEMO_TASK['epochs']
+    uneven = [v for v in args.variants
+              if (epochs * (VARIANTS[v] or {}).get('epochs_factor', 1)) % 1]
+    if uneven:
+        parser.error(f'{uneven} scale the run\'s {epochs} epochs to a fraction: give an '
+                     '--epochs that they divide (equal iterations would not hold)')
     return args
 
 
 def scaled(name: str, epochs: int, val_interval: int) -> tuple:
-    """A variant's epochs and validation interval (``epochs_factor`` times the regime's)."""
+    """A variant's epochs and validation interval (``epochs_factor`` times the regime's;
+    whole epochs: :func:`parse_args` refuses a fraction, the validation interval is rounded,
+    the last epoch being validated in any case)."""
     factor = (VARIANTS[name] or {}).get('epochs_factor', 1)
-    return epochs * factor, val_interval * factor
+    return int(epochs * factor), max(int(val_interval * factor + 0.5), 1)
 
 
 def variant_switches(name: str, unlabeled: Optional[str]) -> List[str]:
@@ -237,6 +254,9 @@ def run_real(args, out: str) -> Dict[str, Dict[tuple, str]]:
     if not osp.isfile(args.yolov5n):
         sys.exit(f'[kd_gain] {args.yolov5n} not found (--yolov5n)')
     splits = real_splits(args, out, LABELED_EVERY if args.regime == 'real-unlabeled' else 1)
+    whole = None  # every training image labeled, for all_labels variants
+    if any((VARIANTS[v] or {}).get('all_labels') for v in args.variants):
+        whole = real_splits(args, out)
     img = args.img_size
     runs = {v: {} for v in args.variants}
     progress = Progress(len(args.variants) * len(args.seeds) * len(splits), 'kd_gain')
@@ -244,7 +264,9 @@ def run_real(args, out: str) -> Dict[str, Dict[tuple, str]]:
         for split, (data, unlabeled) in splits.items():
             for variant in args.variants:
                 cfg = variant_config(variant, KD_COCO_S2N, out) or MMYOLO_N
-                extra = ['--data', data, '--img-size', str(img), '--weights', args.yolov5n]
+                labels = whole[split][0] if (VARIANTS[variant] or {}).get('all_labels') \
+                    else data
+                extra = ['--data', labels, '--img-size', str(img), '--weights', args.yolov5n]
                 if VARIANTS[variant] is not None:
                     extra += ['--t-weights', args.yolov5n, '--t-cfg', MMYOLO_N]
                     extra += variant_switches(variant, unlabeled)
@@ -272,10 +294,10 @@ def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
                      epochs=te)
     progress.step('teacher YOLOv5-s', took)
     teacher_ckpt = osp.join(teacher_dir, f'epoch_{te}.pth')
-    unlabeled, suffix = None, ''
+    unlabeled, suffix, quarter_opts = None, '', []
     if args.regime == 'demo-unlabeled':
         labeled_json, unlabeled = demo_quarter(root, out)
-        data_opts = data_opts + [f'train_dataloader.dataset.ann_file={labeled_json}']
+        quarter_opts = [f'train_dataloader.dataset.ann_file={labeled_json}']
         if args.unlabeled_images is not None:
             unlabeled, suffix = demo_unlabeled_images(task, unlabeled, out,
                                                       args.unlabeled_images)
@@ -294,7 +316,9 @@ def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
             if args.regime == 'demo':  # the demo's own runs
                 wd = {'plain': shared['plain'], 'kd-out': shared['distilled']}.get(variant, wd)
             epochs, val_interval = scaled(variant, task['epochs'], task['val_interval'])
-            took = train_run(wd, cfg, extra, schedule_options(val_interval, seed) + data_opts,
+            labels = [] if (VARIANTS[variant] or {}).get('all_labels') else quarter_opts
+            took = train_run(wd, cfg, extra,
+                             schedule_options(val_interval, seed) + data_opts + labels,
                              epochs=epochs)
             progress.step(f'{variant}, seed {seed}', took)
             runs[variant][('demo', seed)] = wd

@@ -122,3 +122,88 @@ def test_unlabeled_images_only_for_the_demo_unlabeled_regime(kd_gain, monkeypatc
         kd_gain.parse_args()
     assert '--unlabeled-images N (N >= 1) is for the demo-unlabeled regime' in \
         capsys.readouterr().err
+
+
+def test_all_labels_variant_trains_on_every_image_for_as_many_iterations(kd_gain, tmp_path,
+                                                                         monkeypatch):
+    """kd-out-all-labels-half-epochs: the demo's training labels all kept (no quarter's
+    ann_file) for half the epochs, where the others of the regime get the quarter."""
+    import argparse
+    task, root = demo_like(tmp_path)
+    runs = {}
+    monkeypatch.setattr(kd_gain, 'DEMO_TASK', dict(kd_gain.DEMO_TASK, **task))
+    monkeypatch.setattr(kd_gain, 'demo_data', lambda task: root)
+    monkeypatch.setattr(kd_gain, 'train_run', lambda wd, cfg, extra, options, epochs=None:
+                        runs.setdefault(osp.basename(osp.dirname(wd)), (options, epochs))
+                        and 0.0)
+    args = argparse.Namespace(regime='demo-unlabeled', seeds=[0], unlabeled_images=None,
+                              variants=['kd-out-2x-epochs', 'kd-out-all-labels-half-epochs'])
+    kd_gain.run_demo(args, str(tmp_path / 'out'))
+    epochs = kd_gain.DEMO_TASK['epochs']
+
+    def train_labels(options):
+        return [o for o in options if o.startswith('train_dataloader.dataset.ann_file=')]
+
+    quarter = train_labels(runs['kd-out-2x-epochs'][0])
+    assert len(quarter) == 1 and quarter[0].endswith('train_labeled1of4.json')
+    assert runs['kd-out-2x-epochs'][1] == 2 * epochs
+    options, half = runs['kd-out-all-labels-half-epochs']
+    # the config's own training labels: all of them, 4 times the quarter's images, for a
+    # quarter of the control's epochs: as many iterations
+    assert train_labels(options) == []
+    assert type(half) is int and 4 * half == runs['kd-out-2x-epochs'][1]  # 4 x 15 = 60
+    assert 'train_cfg.val_interval=3' in options  # 5 / 2 rounded half up, an integer
+
+
+def test_all_labels_variant_on_coco128_trains_on_the_whole_half(kd_gain, tmp_path,
+                                                                monkeypatch):
+    import argparse
+    import json
+
+    import cv2
+    import numpy as np
+    coco = tmp_path / 'coco128'
+    (coco / 'images').mkdir(parents=True)
+    for i in range(16):
+        cv2.imwrite(str(coco / 'images' / f'{i:02d}.jpg'), np.zeros((8, 8, 3), np.uint8))
+    (coco / 'data.yaml').write_text('names:\n- person\n')
+    (tmp_path / 'n.pt').write_bytes(b'')
+    data, extras = {}, {}
+    monkeypatch.setattr(kd_gain, 'train_run', lambda wd, cfg, extra, options, epochs=None:
+                        extras.setdefault(osp.basename(osp.dirname(wd)), (extra, epochs))
+                        and data.setdefault((osp.basename(osp.dirname(wd)),
+                                             osp.basename(wd)),
+                                            extra[extra.index('--data') + 1]) and 0.0)
+    args = argparse.Namespace(regime='real-unlabeled', seeds=[0], coco128=str(coco),
+                              yolov5n=str(tmp_path / 'n.pt'), img_size=64, epochs=30,
+                              val_interval=5,
+                              variants=['kd-out-2x-epochs', 'kd-out-all-labels-half-epochs'])
+    kd_gain.run_real(args, str(tmp_path / 'out'))
+    for split, (train, val) in (('splitAB_seed0', ('A', 'B')), ('splitBA_seed0', ('B', 'A'))):
+        with open(data[('kd-out-2x-epochs', split)]) as f:
+            quarter = json.load(f)
+        with open(data[('kd-out-all-labels-half-epochs', split)]) as f:
+            whole = json.load(f)
+        assert quarter['train'] == f'half{train}_labeled1of4.txt'
+        assert whole['train'] == f'half{train}.txt' and whole['val'] == f'half{val}.txt'
+        assert len(read_list(osp.join(whole['path'], whole['train']))) == 8
+        assert len(read_list(osp.join(quarter['path'], quarter['train']))) == 2
+    extra, epochs = extras['kd-out-all-labels-half-epochs']
+    assert epochs == 15 and '--unlabeled' not in extra and extras['kd-out-2x-epochs'][1] == 60
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['demo', '--variants', 'kd-out-all-labels-half-epochs'],
+     'need a regime with unlabeled images'),
+    (['real-unlabeled', '--epochs', '25', '--variants', 'kd-out-all-labels-half-epochs'],
+     "['kd-out-all-labels-half-epochs'] scale the run's 25 epochs to a fraction"),
+])
+def test_refuses_all_labels_without_a_quarter_and_uneven_epochs(kd_gain, monkeypatch, capsys,
+                                                                argv, message):
+    monkeypatch.setattr('sys.argv', ['kd_gain.py'] + argv)
+    with pytest.raises(SystemExit):
+        kd_gain.parse_args()
+    assert message in capsys.readouterr().err
+    monkeypatch.setattr('sys.argv', ['kd_gain.py', 'real-unlabeled', '--epochs', '26',
+                                     '--variants', 'kd-out-all-labels-half-epochs'])
+    assert kd_gain.parse_args().epochs == 26  # an even length is taken
