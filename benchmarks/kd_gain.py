@@ -150,31 +150,36 @@ def parse_args():
         parser.error('--unlabeled-images N (N >= 1) is for the demo-unlabeled regime')
     args.variants = args.variants or (UNLABELED_VARIANTS if unlabeled else ['plain', 'kd-out'])
     misplaced = [v for v in args.variants if not unlabeled and
-                 any(key in (VARIANTS[v] or {}) for key in ('unlabeled', 'all_labels'))]
+                 any(key in variant_spec(v) for key in ('unlabeled', 'all_labels'))]
     if misplaced:
         parser.error(f'{misplaced} need a regime with unlabeled images (their labels, for '
                      'all_labels variants): use the real-unlabeled or demo-unlabeled regime')
     epochs = args.epochs if args.regime.startswith('real') else DEMO_TASK['epochs']
     uneven = [v for v in args.variants
-              if (epochs * (VARIANTS[v] or {}).get('epochs_factor', 1)) % 1]
+              if (epochs * variant_spec(v).get('epochs_factor', 1)) % 1]
     if uneven:
         parser.error(f'{uneven} scale the run\'s {epochs} epochs to a fraction: give an '
                      '--epochs that they divide (equal iterations would not hold)')
     return args
 
 
+def variant_spec(name: str) -> dict:
+    """What :data:`VARIANTS` says of a variant (empty for the plain student)."""
+    return VARIANTS[name] or {}
+
+
 def scaled(name: str, epochs: int, val_interval: int) -> tuple:
     """A variant's epochs and validation interval (``epochs_factor`` times the regime's;
     whole epochs: :func:`parse_args` refuses a fraction, the validation interval is rounded,
     the last epoch being validated in any case)."""
-    factor = (VARIANTS[name] or {}).get('epochs_factor', 1)
+    factor = variant_spec(name).get('epochs_factor', 1)
     return int(epochs * factor), max(int(val_interval * factor + 0.5), 1)
 
 
 def variant_switches(name: str, unlabeled: Optional[str]) -> List[str]:
     """Command-line switches of a distilled variant (``--d-feature``, ``--unlabeled`` and
     its ``-ratio``, ``-aug``, ``-weight``, ``-pseudo-labels``)."""
-    spec = VARIANTS[name] or {}
+    spec = variant_spec(name)
     extra = [spec['switch']] if spec.get('switch') else []
     if spec.get('unlabeled'):
         extra += ['--unlabeled', unlabeled, '--unlabeled-ratio', str(spec['unlabeled'])]
@@ -255,7 +260,7 @@ def run_real(args, out: str) -> Dict[str, Dict[tuple, str]]:
         sys.exit(f'[kd_gain] {args.yolov5n} not found (--yolov5n)')
     splits = real_splits(args, out, LABELED_EVERY if args.regime == 'real-unlabeled' else 1)
     whole = None  # every training image labeled, for all_labels variants
-    if any((VARIANTS[v] or {}).get('all_labels') for v in args.variants):
+    if any(variant_spec(v).get('all_labels') for v in args.variants):
         whole = real_splits(args, out)
     img = args.img_size
     runs = {v: {} for v in args.variants}
@@ -264,7 +269,7 @@ def run_real(args, out: str) -> Dict[str, Dict[tuple, str]]:
         for split, (data, unlabeled) in splits.items():
             for variant in args.variants:
                 cfg = variant_config(variant, KD_COCO_S2N, out) or MMYOLO_N
-                labels = whole[split][0] if (VARIANTS[variant] or {}).get('all_labels') \
+                labels = whole[split][0] if variant_spec(variant).get('all_labels') \
                     else data
                 extra = ['--data', labels, '--img-size', str(img), '--weights', args.yolov5n]
                 if VARIANTS[variant] is not None:
@@ -311,12 +316,12 @@ def run_demo(args, out: str) -> Dict[str, Dict[tuple, str]]:
                 extra += ['--t-weights', teacher_ckpt]
                 extra += variant_switches(variant, unlabeled)
             wd = osp.join(out, variant, f'seed{seed}')
-            if (VARIANTS[variant] or {}).get('unlabeled'):
+            if variant_spec(variant).get('unlabeled'):
                 wd += suffix  # runs on other unlabeled images are other runs
             if args.regime == 'demo':  # the demo's own runs
                 wd = {'plain': shared['plain'], 'kd-out': shared['distilled']}.get(variant, wd)
             epochs, val_interval = scaled(variant, task['epochs'], task['val_interval'])
-            labels = [] if (VARIANTS[variant] or {}).get('all_labels') else quarter_opts
+            labels = [] if variant_spec(variant).get('all_labels') else quarter_opts
             took = train_run(wd, cfg, extra,
                              schedule_options(val_interval, seed) + data_opts + labels,
                              epochs=epochs)
@@ -414,7 +419,7 @@ def summarise(runs: Dict[str, Dict[tuple, str]], title: str) -> str:
         lines.append(row)
     base = finals.get('kd-out', {})
     others = [v for v in finals if v not in ('plain', 'kd-out', 'teacher') and finals[v]]
-    if base and any((VARIANTS[v] or {}).get('unlabeled') for v in others):
+    if base and any(variant_spec(v).get('unlabeled') for v in others):
         lines += ['', 'Against kd-out on the labeled images alone (paired by split and seed):',
                   '', '| variant | mean diff ± SE (points) | wins | verdict |',
                   '|---|---|---|---|']
