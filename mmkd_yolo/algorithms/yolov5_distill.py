@@ -15,6 +15,7 @@ from mmrazor.models.utils import add_prefix
 
 from ..errors import ConfigError
 from ..registry import MODELS
+from ..losses.yolov5_head_loss_base import weighs_images
 from ..models.detector_cfg import resolve_detector_cfg
 from ..models.mixed_batch import (image_weights_set, labeled_detection_loss, labeled_part,
                                   split_views, unlabeled_image_weights, unlabeled_mask)
@@ -204,8 +205,7 @@ class YOLOv5Distill(SingleTeacherDistill):
         """An ``unlabeled_weight`` other than 1 needs a loss that weighs images
         (``image_weights``): without one it would change nothing, unsaid."""
         if self.unlabeled_weight == 1.0 or any(
-                hasattr(loss, 'image_weights')
-                for loss in self.distiller.distill_losses.values()):
+                weighs_images(loss) for loss in self.distiller.distill_losses.values()):
             return
         losses = {name: type(loss).__name__
                   for name, loss in self.distiller.distill_losses.items()}

@@ -14,8 +14,7 @@ from ..algorithms.yolov5_distill import check_pseudo_label_score, check_unlabele
 from ..datasets import count_overlap, split_batch, unlabeled_coco_json
 from ..datasets.dataset_cfg import leaf_datasets
 from ..errors import ConfigError
-from ..losses.yolov5_head_loss_base import YOLOv5HeadLossBase
-from ..registry import MODELS
+from ..losses.yolov5_head_loss_base import weighs_images
 from .config import inner_dataset, is_distill_cfg, type_name
 
 #: Share of unlabeled images in a batch (``--unlabeled-ratio``). Measured on coco128 with a
@@ -194,16 +193,9 @@ def _preprocessor(cfg: Config) -> dict:
 
 
 def _weighs_images(model: dict) -> bool:
-    """Whether a loss of the distiller weighs images (a :class:`YOLOv5HeadLossBase`, which
-    takes ``image_weights``): its ``type`` a name, scoped or not, or a class."""
+    """Whether a loss of the distiller's config weighs images (:func:`weighs_images`)."""
     losses = ((model.get('distiller') or {}).get('distill_losses') or {}).values()
-    for loss in losses:
-        loss_type = loss.get('type') if isinstance(loss, dict) else None
-        if isinstance(loss_type, str):
-            loss_type = MODELS.get(loss_type)
-        if isinstance(loss_type, type) and issubclass(loss_type, YOLOv5HeadLossBase):
-            return True
-    return False
+    return any(weighs_images(loss) for loss in losses)
 
 
 def _unlabeled_losses(model: dict) -> str:

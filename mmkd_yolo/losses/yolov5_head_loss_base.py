@@ -2,15 +2,38 @@
 per-image weights, the shape check and mmyolo's batch scaling."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dist import get_world_size
 from torch import Tensor, nn
 
+from ..registry import MODELS
+
 #: (cls_scores, bbox_preds, objectnesses), one tensor per level, as mmyolo's
 #: ``YOLOv5HeadModule.forward`` returns them.
 HeadOutputs = Tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor]]
+
+
+def weighs_images(loss: Any) -> bool:
+    """Whether a distillation loss weighs images (takes ``image_weights``, as every
+    :class:`YOLOv5HeadLossBase` does): the one test of the default ``--unlabeled-weight``
+    (on the config), of :class:`YOLOv5Distill`'s check of a weight given (on the built
+    losses) and of who gets the weights each step.
+
+    Args:
+        loss: A built loss, or its config (a dict whose ``type`` is a class or a
+            registered name, scoped or not).
+
+    Returns:
+        bool: False also for a type that is not registered.
+    """
+    if isinstance(loss, nn.Module):
+        return isinstance(loss, YOLOv5HeadLossBase)
+    loss_type = loss.get('type') if isinstance(loss, dict) else None
+    if isinstance(loss_type, str):
+        loss_type = MODELS.get(loss_type)
+    return isinstance(loss_type, type) and issubclass(loss_type, YOLOv5HeadLossBase)
 
 
 class YOLOv5HeadLossBase(nn.Module):

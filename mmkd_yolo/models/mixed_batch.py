@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..losses.yolov5_head_loss_base import weighs_images
 
 
 def unlabeled_mask(data_samples) -> Optional[torch.Tensor]:
@@ -130,10 +131,10 @@ def unlabeled_image_weights(unlabeled: Optional[torch.Tensor],
 @contextmanager
 def image_weights_set(losses: Iterable[nn.Module],
                       weights: Optional[torch.Tensor]) -> Iterator[None]:
-    """Give ``weights`` (N,) to each loss with an ``image_weights`` attribute for the
-    duration, and clear them afterwards, also when a loss raises (a later batch of
+    """Give ``weights`` (N,) to each loss that weighs images (:func:`weighs_images`) for
+    the duration, and clear them afterwards, also when a loss raises (a later batch of
     another size would otherwise meet stale weights)."""
-    takers = [loss for loss in losses if hasattr(loss, 'image_weights')]
+    takers = [loss for loss in losses if weighs_images(loss)]
     if weights is not None:
         for loss in takers:
             loss.image_weights = weights

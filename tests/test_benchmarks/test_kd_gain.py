@@ -207,3 +207,46 @@ def test_refuses_all_labels_without_a_quarter_and_uneven_epochs(kd_gain, monkeyp
     monkeypatch.setattr('sys.argv', ['kd_gain.py', 'real-unlabeled', '--epochs', '26',
                                      '--variants', 'kd-out-all-labels-half-epochs'])
     assert kd_gain.parse_args().epochs == 26  # an even length is taken
+
+
+def warmup_and_stop(kd_gain, tmp_path, variant, per_epoch, epochs, capsys):
+    """The warm-up (iterations) and the epochs without distillation of a demo variant's
+    config as tools/train.py gets it, by the hooks that read them, for a run of ``epochs``
+    epochs of ``per_epoch`` iterations."""
+    from types import SimpleNamespace
+
+    import torch
+    from mmengine import Config
+    from mmengine.logging import MMLogger
+
+    from mmkd_yolo.engine import ScaledWarmupParamSchedulerHook
+    cfg = Config.fromfile(kd_gain.variant_config(variant, kd_gain.DEMO_KD_CFG, str(tmp_path)))
+    options = {k: v for k, v in cfg.default_hooks.param_scheduler.items()
+               if k not in ('type', '_scope_')}
+    hook = ScaledWarmupParamSchedulerHook(**options)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01, momentum=0.9)
+    MMLogger.get_instance(f'kd_gain_{variant}')  # print_log's 'current' logger
+    capsys.readouterr()
+    hook.before_train(SimpleNamespace(max_epochs=epochs, train_dataloader=range(per_epoch),
+                                      optim_wrapper=SimpleNamespace(optimizer=optimizer)))
+    logged = capsys.readouterr().out
+    warmup = int(logged.split('warm-up: ')[1].split(' of ')[0])
+    stop, = [h for h in cfg.custom_hooks if h['type'].endswith('StopDistillLastEpochsHook')]
+    return warmup, stop['num_last_epochs']
+
+
+def test_all_labels_nostop_variant_has_the_unlabeled_recipes_schedule(kd_gain, tmp_path,
+                                                                       capsys):
+    """On the demo task (128 labeled + 384 unlabeled images, batch 16, 480 iterations) every
+    image labeled for 15 epochs of 32 iterations warms up and distils as the half-unlabeled
+    recipe's 30 epochs of 16 do, and as the labeled quarter's 60 of 8 without the stop; the
+    configs' variant, for contrast, warms up for mmyolo's 3 epochs (96 iterations) and
+    stops distilling for its last epochs."""
+    matched = warmup_and_stop(kd_gain, tmp_path, 'kd-out-all-labels-half-epochs-nostop', 32,
+                              15, capsys)
+    assert matched == (50, 0)
+    assert warmup_and_stop(kd_gain, tmp_path, 'kd-out-nostop-2x-epochs', 8, 60,
+                           capsys) == (50, 0)
+    assert warmup_and_stop(kd_gain, tmp_path, 'kd-out+unlabeled-w2', 16, 30, capsys)[0] == 50
+    assert warmup_and_stop(kd_gain, tmp_path, 'kd-out-all-labels-half-epochs', 32, 15,
+                           capsys) == (96, 5)
