@@ -100,12 +100,12 @@ VARIANTS: Dict[str, Optional[dict]] = {
     # between the recipes at equal iterations is the size of the steps?
     'kd-out-2x-epochs-lr0.005': dict(epochs_factor=2, lr=0.005),
     'kd-out-2x-epochs-lr0.015': dict(epochs_factor=2, lr=0.015),
-    # ... and with the labeled images' distillation weighted 2: is what the unlabeled
-    # images at weight 2 bring the images, or the larger share of distillation?
-    'kd-out-w2-2x-epochs': dict(loss_out=dict(loss_weight=2.0), epochs_factor=2),
     # ... and the unlabeled images at that rate: do they add to what the smaller step gives?
     'kd-out+unlabeled-w1-lr0.005': dict(unlabeled=0.5, weight=1.0, lr=0.005),
     'kd-out+unlabeled-w2-lr0.005': dict(unlabeled=0.5, weight=2.0, lr=0.005),
+    # the control with the labeled images' distillation weighted 2: is what the unlabeled
+    # images at weight 2 bring the images, or the larger share of distillation?
+    'kd-out-w2-2x-epochs': dict(loss_out=dict(loss_weight=2.0), epochs_factor=2),
     # a longer schedule, distilling to the end, at equal iterations: do the unlabeled
     # images pay where the labeled ones alone have been seen many times over?
     'kd-out+unlabeled-2x-epochs': dict(unlabeled=0.5, weight=1.0, epochs_factor=2),

@@ -14,13 +14,13 @@ from mmrazor.models import SingleTeacherDistill
 from mmrazor.models.utils import add_prefix
 
 from ..errors import ConfigError
-from ..registry import MODELS
 from ..losses.yolov5_head_loss_base import weighs_images
 from ..models.detector_cfg import resolve_detector_cfg
 from ..models.mixed_batch import (image_weights_set, labeled_detection_loss, labeled_part,
                                   split_views, unlabeled_image_weights, unlabeled_mask)
 from ..models.pseudo_labels import head_outputs_recorder, teacher_nms, with_pseudo_labels
 from ..models.teacher_runtime import TeacherRuntime
+from ..registry import MODELS
 from .teacher_loading import keep_float32_teacher, load_teacher_weights
 
 LossResults = Dict[str, torch.Tensor]
